@@ -1,0 +1,101 @@
+/*
+ * ERP connector interface.
+ *
+ * A connector turns one ERP (a demo SQLite file, Tryton, a GnuCash book, an
+ * ODBC data source, …) into companies and canonical lists (proto/LISTS.md).
+ * The agent's worker thread is the only caller; a connector may block.
+ *
+ * Every function returns an APS_ERR_*; on failure `err` holds a sentence for
+ * the user saying what failed and what to do. APS_ERR_BUSY means the ERP is
+ * there but will not serve us now (file locked, book open): the caller defers
+ * and shows the reason instead of failing.
+ */
+#ifndef APS_ERP_H
+#define APS_ERP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#define ERP_MAX_COMPANIES 64
+#define ERP_MAX_LISTS 16
+
+/* A canonical list: its name, key column and columns in wire order. */
+struct erp_list {
+	const char *name;
+	const char *key;
+	const char *const *cols;
+	int ncols;
+};
+
+/* The canonical lists, in the order a full sync reads them. */
+extern const struct erp_list *const erp_lists[];
+const struct erp_list *erp_list_find(const char *name);
+/* Index of a column of a list, -1 if absent. */
+int erp_list_col(const struct erp_list *l, const char *col);
+
+struct erp_company {
+	char code[64];      /* the ERP's own company code, stable */
+	char name[128];
+	char currency[8];
+	/* Lists this company offers, canonical names. */
+	int nlists;
+	const char *lists[ERP_MAX_LISTS];
+	/* Purchase order types and statuses imported (the ERP's profile). */
+	const char *po_types;    /* e.g. "standard,drop_ship"; NULL if no POs */
+};
+
+struct erp_identity {
+	char product[64];
+	char version[32];
+	int ncompanies;
+	struct erp_company companies[ERP_MAX_COMPANIES];
+};
+
+enum erp_order {
+	ERP_ORDER_KEY = 0,      /* key ascending: full syncs, resumable by key */
+	ERP_ORDER_MODIFIED,     /* (modified, key) ascending: partial syncs */
+};
+
+/* One read: a list of a company, in pages, from a resume point. */
+struct erp_read {
+	const char *company;
+	const char *list;
+	enum erp_order order;
+	const char *after_key;       /* only keys after this (NULL: from start) */
+	const char *after_modified;  /* ERP_ORDER_MODIFIED: with after_key */
+	const char *modified_from;   /* window start, inclusive; NULL: none */
+	const char *modified_to;     /* window end, exclusive; NULL: none */
+	int limit;                   /* rows at most */
+};
+
+/*
+ * Receives one row: vals[0..ncols) in the list's column order; the callee
+ * takes ownership of every value. Return non-zero to stop the read.
+ */
+typedef int (*erp_row_fn)(void *ud, cJSON **vals);
+
+struct erp;
+
+struct erp_ops {
+	const char *scheme;        /* "demo" in --erp demo:PATH */
+	const char *description;
+	int (*open)(const char *target, struct erp **out, char *err, size_t errlen);
+	void (*close)(struct erp *e);
+	int (*identity)(struct erp *e, struct erp_identity *id, char *err, size_t errlen);
+	int (*count)(struct erp *e, const char *company, const char *list, int64_t *n, char *err,
+		     size_t errlen);
+	/* Calls fn for each row, at most req->limit; *nread tells how many. */
+	int (*read)(struct erp *e, const struct erp_read *req, erp_row_fn fn, void *ud,
+		    int *nread, char *err, size_t errlen);
+};
+
+/* Finds the connector for "scheme:target" and opens it. */
+int erp_open(const char *spec, const struct erp_ops **ops, struct erp **out, char *err,
+	     size_t errlen);
+
+/* Connectors. */
+extern const struct erp_ops erp_demo_ops;
+
+#endif

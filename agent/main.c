@@ -1,0 +1,304 @@
+/* apsync-agent: command-line entry. */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent_internal.h"
+#include "apsync_proto.h"
+#include "erp/demo.h"
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#define OPT(field) offsetof(struct agent_opts, field)
+
+const struct aps_cfg_entry agent_run_cfg[] = {
+	{"state", APS_CFG_STR, OPT(state), 0, 0, NULL, 0,
+	 "state directory: credential, outbox, checkpoints (from `enroll`)"},
+	{"erp", APS_CFG_STR, OPT(erp), 0, 4096, NULL, 0,
+	 "the ERP to sync, SCHEME:TARGET (e.g. demo:/path/erp.db)"},
+	{"log-level", APS_CFG_STR, OPT(log_level), 0, 16, "notice", 1,
+	 "error, warn, notice, info or debug"},
+	{"reconnect-min", APS_CFG_INT, OPT(reconnect_min), 10, 600000, "1000", 0,
+	 "first reconnect delay, ms (doubles up to --reconnect-max, plus up to 30% jitter)"},
+	{"reconnect-max", APS_CFG_INT, OPT(reconnect_max), 100, 3600000, "60000", 0,
+	 "longest reconnect delay, ms"},
+	{"batch-rows", APS_CFG_INT, OPT(batch_rows), 1, APSYNC_MAX_BATCH_ROWS, "1000", 0,
+	 "rows per batch at most"},
+	{"batch-bytes", APS_CFG_INT, OPT(batch_bytes), 4096, APSYNC_MAX_INFLATED / 2, "1048576", 0,
+	 "JSON bytes per batch at most (before compression)"},
+	{"deflate-level", APS_CFG_INT, OPT(deflate_level), 0, 9, "3", 0,
+	 "compression of batches: 0 none, 1 fastest … 9 smallest"},
+	{"erp-retry", APS_CFG_INT, OPT(erp_retry), 100, 3600000, "30000", 0,
+	 "ms between attempts to reach an ERP that is absent or locked"},
+	APS_CFG_END,
+};
+
+static const struct aps_cfg_entry enroll_cfg[] = {
+	{"broker", APS_CFG_STR, OPT(broker), 0, 500, NULL, 0, "the broker, wss://HOST[:PORT]"},
+	{"code", APS_CFG_STR, OPT(code), 0, 64, NULL, 0, "one-time enrollment code"},
+	{"state", APS_CFG_STR, OPT(state), 0, 0, NULL, 0, "state directory to create"},
+	{"ca", APS_CFG_STR, OPT(ca), 0, 0, NULL, 0,
+	 "trust the broker's certificate through this CA file (PEM)"},
+	{"pin", APS_CFG_STR, OPT(pin), 0, 200, NULL, 0,
+	 "trust only a broker certificate with this SHA-256 fingerprint"},
+	{"insecure", APS_CFG_BOOL, OPT(insecure), 0, 0, "false", 0,
+	 "no certificate check: only for a broker on this machine"},
+	{"log-level", APS_CFG_STR, OPT(log_level), 0, 16, "notice", 0,
+	 "error, warn, notice, info or debug"},
+	APS_CFG_END,
+};
+
+struct demo_opts {
+	char *out;
+	int64_t rows;
+	int64_t seed;
+};
+
+static const struct aps_cfg_entry demo_cfg[] = {
+	{"out", APS_CFG_STR, offsetof(struct demo_opts, out), 0, 0, NULL, 0,
+	 "the file to write (must not exist)"},
+	{"rows", APS_CFG_INT, offsetof(struct demo_opts, rows), DEMO_ERP_MIN_ROWS, DEMO_ERP_MAX_ROWS,
+	 "2000", 0, "vendors of the first company; the other lists scale with it"},
+	{"seed", APS_CFG_INT, offsetof(struct demo_opts, seed), 0, INT64_MAX, "1", 0,
+	 "random seed: the same seed and rows give the same data"},
+	APS_CFG_END,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "apsync-agent %s: the SyncTool. Reads an ERP's lists and streams them to the "
+		   "apsync broker over an outbound TLS WebSocket.\n\n"
+		   "usage:\n"
+		   "  apsync-agent enroll --broker wss://HOST:PORT --code CODE --state DIR\n"
+		   "                      [--ca FILE | --pin SHA256 | --insecure]\n"
+		   "  apsync-agent run --state DIR --erp SCHEME:TARGET [options]\n"
+		   "  apsync-agent demo-erp --out PATH [--rows N] [--seed S]\n"
+		   "  apsync-agent --version\n\n"
+		   "`apsync-agent COMMAND --help` lists a command's options.\n",
+		APSYNC_VERSION);
+}
+
+static int wants_help(int argc, char **argv)
+{
+	int i;
+
+	for (i = 0; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return 1;
+	return 0;
+}
+
+/* Parses a command's options; 0 on success, else the exit code. */
+static int parse(const char *cmd, const struct aps_cfg_entry *t, void *opts, int argc,
+		 char **argv)
+{
+	char err[512];
+	int argi = 0;
+
+	if (aps_cfg_defaults(t, opts) ||
+	    aps_cfg_parse_args(t, opts, argc, argv, &argi, err, sizeof(err))) {
+		fprintf(stderr, "apsync-agent %s: %s\n", cmd, err);
+		return 2;
+	}
+	if (argi < argc) {
+		fprintf(stderr, "apsync-agent %s: unexpected argument \"%s\" (see --help)\n", cmd,
+			argv[argi]);
+		return 2;
+	}
+	return 0;
+}
+
+static int set_log_level(const char *cmd, const char *name)
+{
+	int level = aps_log_level_parse(name);
+
+	if (level < 0) {
+		fprintf(stderr, "apsync-agent %s: --log-level %s is not one of error, warn, notice, "
+				"info, debug\n",
+			cmd, name);
+		return 2;
+	}
+	aps_log_init("agent", level);
+	return 0;
+}
+
+static struct agent *running;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (running)
+		running->stop = 1; /* the loop thread wakes: its poll() is interrupted */
+}
+
+int agent_run(struct agent_opts *opts)
+{
+	struct agent a;
+	char err[1024];
+	sigset_t block, old;
+	struct stat st;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	a.opts = opts;
+	a.window_frames = APSYNC_DEFAULT_WINDOW_FRAMES;
+	a.window_bytes = APSYNC_DEFAULT_WINDOW_BYTES;
+	if (!opts->state || !opts->erp) {
+		fprintf(stderr, "apsync-agent run: needs --state DIR and --erp SCHEME:TARGET\n");
+		return 2;
+	}
+	if (opts->reconnect_min > opts->reconnect_max) {
+		fprintf(stderr, "apsync-agent run: --reconnect-min is above --reconnect-max\n");
+		return 2;
+	}
+	if (agent_cred__load(opts->state, &a.cred, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	if (!stat(opts->state, &st) && (st.st_mode & 077))
+		log_warn("state directory %s is open to other users (mode %03o); chmod 700 it",
+			 opts->state, st.st_mode & 0777);
+	pthread_mutex_init(&a.mu, NULL);
+	pthread_cond_init(&a.cv, NULL);
+	running = &a;
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	log_notice("apsync-agent %s: SyncTool \"%s\" of tenant %s, broker %s, ERP %s",
+		   APSYNC_VERSION, a.cred.synctool, a.cred.tenant, a.cred.broker, opts->erp);
+	/* Signals go to the loop thread only: the worker starts with them blocked. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	rc = worker__start(&a, err, sizeof(err));
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		log_err("%s", err);
+		rc = 1;
+		goto out;
+	}
+	rc = link__run(&a);
+	worker__stop(&a);
+	if (!rc)
+		rc = a.exit_code;
+	log_notice("stopped");
+out:
+	running = NULL;
+	aps_wipe(a.cred.credential, sizeof(a.cred.credential));
+	free(a.identity);
+	pthread_mutex_destroy(&a.mu);
+	pthread_cond_destroy(&a.cv);
+	return rc;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct agent_opts o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if (wants_help(argc, argv)) {
+		printf("usage: apsync-agent run --state DIR --erp SCHEME:TARGET [--config FILE] "
+		       "[options]\n\nERPs: demo:PATH (a file made by `apsync-agent demo-erp`)\n\n"
+		       "options (also \"name = value\" lines in a --config file):\n");
+		aps_cfg_help(agent_run_cfg, stdout);
+		return 0;
+	}
+	rc = parse("run", agent_run_cfg, &o, argc, argv);
+	if (!rc)
+		rc = set_log_level("run", o.log_level);
+	if (!rc)
+		rc = agent_run(&o);
+	aps_cfg_free(agent_run_cfg, &o);
+	return rc;
+}
+
+static int cmd_enroll(int argc, char **argv)
+{
+	struct agent_opts o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if (wants_help(argc, argv)) {
+		printf("usage: apsync-agent enroll --broker wss://HOST:PORT --code CODE --state DIR "
+		       "[--ca FILE | --pin SHA256 | --insecure]\n\n"
+		       "Trades a one-time code from the broker's administrator for this SyncTool's "
+		       "credential,\nkept in DIR/credential.json (mode 0600).\n\noptions:\n");
+		aps_cfg_help(enroll_cfg, stdout);
+		return 0;
+	}
+	rc = parse("enroll", enroll_cfg, &o, argc, argv);
+	if (!rc)
+		rc = set_log_level("enroll", o.log_level);
+	if (!rc)
+		rc = agent_enroll(&o);
+	aps_cfg_free(enroll_cfg, &o);
+	return rc;
+}
+
+static int cmd_demo_erp(int argc, char **argv)
+{
+	struct demo_opts o;
+	char err[512];
+	int64_t t0;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if (wants_help(argc, argv)) {
+		printf("usage: apsync-agent demo-erp --out PATH [--rows N] [--seed S]\n\n"
+		       "Writes a demo ERP: a SQLite file shaped like a desktop ERP with two "
+		       "companies and\nevery list (vendors, GL accounts, items, tax codes, units, "
+		       "warehouses, divisions,\nbank accounts, purchase orders with lines, "
+		       "receivings). Sync it with --erp demo:PATH.\n\noptions:\n");
+		aps_cfg_help(demo_cfg, stdout);
+		return 0;
+	}
+	rc = parse("demo-erp", demo_cfg, &o, argc, argv);
+	if (rc)
+		goto out;
+	if (!o.out) {
+		fprintf(stderr, "apsync-agent demo-erp: needs --out PATH\n");
+		rc = 2;
+		goto out;
+	}
+	t0 = aps_mono_ms();
+	rc = demo_erp_generate(o.out, o.rows, (uint64_t)o.seed, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "apsync-agent demo-erp: %s\n", err);
+		rc = rc == APS_ERR_EXISTS || rc == APS_ERR_RANGE ? 2 : 1;
+		goto out;
+	}
+	printf("wrote %s: demo ERP with %lld vendors in company BLUE (seed %lld) in %.1f s\n", o.out,
+	       (long long)o.rows, (long long)o.seed, (double)(aps_mono_ms() - t0) / 1000.0);
+out:
+	aps_cfg_free(demo_cfg, &o);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	aps_log_init("agent", APS_LOG_NOTICE);
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("apsync-agent %s (protocol %d)\n", APSYNC_VERSION, APSYNC_PROTO_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "enroll"))
+		return cmd_enroll(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "demo-erp"))
+		return cmd_demo_erp(argc - 2, argv + 2);
+	fprintf(stderr, "apsync-agent: unknown command \"%s\"\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

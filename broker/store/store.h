@@ -1,0 +1,199 @@
+/*
+ * The broker's store: tenants, users, SyncTools (agents), entities, sync jobs,
+ * synced items and the per-agent outbox.
+ *
+ * This header is the whole interface the rest of the broker uses; the SQLite
+ * implementation is store/sqlite.c. A PostgreSQL store implements the same
+ * functions (behind a table of function pointers chosen by the --store
+ * setting), so nothing outside store/ changes when it lands.
+ *
+ * A `struct store` is one connection and is used by one thread only; each
+ * thread that needs the store opens its own. Times are milliseconds since the
+ * epoch. Functions return APS_OK or an APS_ERR_*; read functions for the API
+ * hand back cJSON trees the caller deletes.
+ */
+#ifndef APS_STORE_H
+#define APS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+struct store;
+
+int store_open(const char *data_dir, struct store **out, char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* Transactions (for the ingest writer, which applies many messages in one). */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+/* A savepoint inside a transaction: one message's changes, undone alone. */
+int store_savepoint(struct store *s);
+int store_savepoint_release(struct store *s);
+void store_savepoint_rollback(struct store *s);
+
+/* ---- tenants, users, tokens ---- */
+
+struct store_user {
+	int64_t id;
+	int64_t tenant_id;
+	char email[256];
+	char role[64];
+	char tenant[128];
+};
+
+int store_tenant_create(struct store *s, const char *name, int64_t *id);
+int store_tenant_find(struct store *s, const char *name, int64_t *id);
+/* Creates the user if new; adds an API token (by its SHA-256) either way. */
+int store_user_token_add(struct store *s, int64_t tenant_id, const char *email, const char *role,
+			 const uint8_t token_hash[32], int64_t *user_id);
+int store_token_auth(struct store *s, const uint8_t token_hash[32], struct store_user *u);
+
+/* ---- enrollment and agents ---- */
+
+struct store_agent {
+	int64_t id;
+	int64_t tenant_id;
+	char name[128];
+	char tenant[128];
+	uint8_t secret_hash[32];
+	int64_t revoked_at;      /* 0 if live */
+	uint64_t rx_seq;         /* last agent seq applied */
+	uint64_t tx_seq;         /* last broker seq assigned */
+};
+
+int store_code_create(struct store *s, int64_t tenant_id, const char *synctool,
+		      const uint8_t code_hash[32], int64_t expires_at);
+/*
+ * Trades a code for a new agent with the given secret hash. APS_ERR_NOTFOUND
+ * (unknown code), APS_ERR_USED or APS_ERR_EXPIRED. A live agent of the same
+ * name in the tenant is revoked ("replaced by a new enrollment") and its
+ * entities and queued jobs move to the new agent.
+ */
+int store_code_redeem(struct store *s, const uint8_t code_hash[32], int64_t now,
+		      const uint8_t secret_hash[32], struct store_agent *agent);
+int store_agent_get(struct store *s, int64_t agent_id, struct store_agent *a);
+/* Revokes a live agent by tenant and name. */
+int store_agent_revoke(struct store *s, int64_t tenant_id, const char *name, const char *reason,
+		       int64_t now, int64_t *agent_id);
+
+struct store_company {
+	const char *code;
+	const char *name;
+	const char *currency;
+	const char *lists;       /* JSON array text */
+	const char *po_types;
+};
+
+struct store_hello {
+	const char *version, *os, *hostname;
+	const char *erp_product, *erp_version, *erp_error;
+	const char *remote_addr;
+	int ncompanies;
+	const struct store_company *companies;
+};
+
+/*
+ * Records a connected agent's hello: marks it online, registers its
+ * companies as entities of its tenant and links them to the agent. Returns
+ * through `entities` a JSON array [{"code":…,"id":…}] for WELCOME.
+ */
+int store_agent_hello(struct store *s, int64_t agent_id, const struct store_hello *h,
+		      int64_t now, cJSON **entities);
+int store_agent_offline(struct store *s, int64_t agent_id, int64_t last_seen);
+int store_agent_seen(struct store *s, int64_t agent_id, int64_t last_seen);
+/* Marks every agent offline (broker start: no socket survives a restart). */
+int store_agents_all_offline(struct store *s);
+
+/* ---- entities and SyncTools for the API ---- */
+
+cJSON *store_synctools_list(struct store *s, int64_t tenant_id);
+cJSON *store_entities_list(struct store *s, int64_t tenant_id);
+/*
+ * One entity of the tenant; *agent_id gets its SyncTool (the one seen most
+ * recently, or `want_agent` if it serves the entity). APS_ERR_NOTFOUND if the
+ * entity is not the tenant's or `want_agent` does not serve it.
+ */
+int store_entity_agent(struct store *s, int64_t tenant_id, int64_t entity_id,
+		       int64_t want_agent, int64_t *agent_id);
+
+/* ---- jobs ---- */
+
+struct store_job_req {
+	int64_t tenant_id, entity_id, agent_id;
+	const char *mode;          /* "full" */
+	const char *lists;         /* JSON array text, NULL = every list */
+	const char *since;         /* ISO time, NULL */
+	const char *requested_by;
+};
+
+int store_job_create(struct store *s, const struct store_job_req *r, int64_t now, int64_t *job_id);
+/* The job as the API shows it, with per-list counts; NULL if not the tenant's. */
+cJSON *store_job_get(struct store *s, int64_t tenant_id, int64_t job_id);
+/* The tenant's syncs, newest first; entity_id 0 for every entity. */
+cJSON *store_jobs_list(struct store *s, int64_t tenant_id, int64_t entity_id, int limit);
+cJSON *store_job_log(struct store *s, int64_t tenant_id, int64_t job_id);
+int store_job_log_add(struct store *s, int64_t job_id, int64_t ts, const char *level,
+		      const char *message);
+
+/*
+ * For a connected agent: turns each queued job whose entity has no job in
+ * progress into a SYNC_START in the agent's outbox and marks it dispatched.
+ * *n receives how many.
+ */
+int store_dispatch(struct store *s, int64_t agent_id, int64_t now, int *n);
+
+/* The agent's outbox: the next message after `after_seq`, APS_ERR_NOTFOUND
+ * when none; *body is malloc'd. */
+int store_outbox_next(struct store *s, int64_t agent_id, uint64_t after_seq, uint64_t *seq,
+		      int *type, char **body);
+/* The agent durably processed everything up to `seq`. */
+int store_outbox_ack(struct store *s, int64_t agent_id, uint64_t seq);
+
+/* ---- applying agent messages (ingest writer; inside store_begin/commit) ---- */
+
+int store_agent_rx_set(struct store *s, int64_t agent_id, uint64_t seq);
+
+struct store_job_ref {
+	int64_t entity_id;
+	int64_t agent_id;
+	char status[16];
+};
+int store_job_ref(struct store *s, int64_t job_id, struct store_job_ref *ref);
+int store_job_running(struct store *s, int64_t job_id, int64_t now);
+int store_job_list_begin(struct store *s, int64_t job_id, const char *list, int64_t estimate,
+			 int64_t now);
+
+enum store_put_outcome { STORE_INSERTED, STORE_UPDATED, STORE_UNCHANGED };
+
+/* Inserts or updates one item; `data` is the row as a JSON object text. */
+int store_item_put(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+		   const char *key, uint64_t hash, const char *status, const char *modified,
+		   const char *data, size_t data_len, enum store_put_outcome *outcome);
+
+struct store_list_counts {
+	int64_t received, inserted, updated, unchanged;
+	uint64_t checksum;   /* sum of row hashes mod 2^64 */
+};
+/* APS_ERR_NOTFOUND if the list was not begun (no LIST_BEGIN). */
+int store_job_list_add(struct store *s, int64_t job_id, const char *list,
+		       const struct store_list_counts *c);
+/*
+ * Ends a list: the agent reports `count` rows and `checksum`; the store
+ * compares them with what it received and sets the list's status (a mismatch
+ * or an agent error makes it failed, with a reason).
+ */
+int store_job_list_end(struct store *s, int64_t job_id, const char *list, int64_t count,
+		       const char *checksum, const char *error_code, const char *error_message,
+		       int64_t now);
+/*
+ * Ends a job. `status` is the agent's ("success", "failed", "cancelled");
+ * the stored status also weighs the lists: some failed → partial, all
+ * failed → failed. *final receives it (16 bytes).
+ */
+int store_job_end(struct store *s, int64_t job_id, const char *status, const char *error_code,
+		  const char *error_message, int64_t now, char final[16]);
+
+#endif

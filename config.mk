@@ -1,0 +1,18 @@
+# Build switches and paths. Override on the command line: `make PREFIX=/usr`.
+# The user's CFLAGS/LDFLAGS stay apart from the project's own flags (APS_*).
+
+PREFIX ?= /usr/local
+
+# Optimisation and debug info; the project's warnings are added separately.
+CFLAGS ?= -O2 -g
+LDFLAGS ?=
+
+# 1: treat warnings as errors (CI sets this through `make check`).
+WERROR ?= 0
+
+# Where the broker finds its web page by default. A development build serves
+# the page straight from the source tree; packages set /usr/share/apsync/web.
+WEB_ROOT ?= $(CURDIR)/broker/web
+
+# Libraries, all found through pkg-config.
+APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib

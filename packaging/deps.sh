@@ -1,0 +1,42 @@
+#!/bin/sh
+# Installs the Debian packages apsync needs to build, test and run its demo.
+# Idempotent: when everything is present it only checks and exits. Uses sudo
+# when not run as root. Debian 12 (bookworm) is the reference system.
+set -eu
+
+# Build: compiler, pkg-config and the libraries chosen for the project.
+BUILD_PKGS="gcc make pkg-config libc6-dev libwebsockets-dev libcjson-dev libsqlite3-dev libssl-dev zlib1g-dev"
+# Run and test: the test runner and clients are Python 3 (standard library only),
+# the demo talks to the REST API with curl, tests make certificates with openssl.
+RUN_PKGS="python3 curl ca-certificates openssl sqlite3 procps"
+
+missing=""
+for p in $BUILD_PKGS $RUN_PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+	SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+	SUDO="sudo"
+else
+	echo "deps.sh: missing packages:$missing" >&2
+	echo "deps.sh: not root and sudo is not installed; install them as root:" >&2
+	echo "  apt-get install -y --no-install-recommends$missing" >&2
+	exit 1
+fi
+
+echo "deps.sh: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package index only when it has never been fetched or is a day old.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n 1)" ]; then
+	$SUDO apt-get update -q
+fi
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
