@@ -64,6 +64,9 @@ struct agent_opts {
 	int64_t batch_bytes;
 	int64_t deflate_level;
 	int64_t erp_retry;       /* ms between attempts to reach an absent ERP */
+	int64_t cursor_lag;      /* ms: a window ends this long before the ERP's now */
+	int64_t cursor_overlap;  /* ms: a partial window starts this long before the
+				  * checkpoint */
 	/* enroll */
 	char *broker;
 	char *code;
@@ -86,6 +89,9 @@ int state__meta_set_text(sqlite3 *db, const char *key, const char *v);
  * transaction. */
 int state__outbox_add(sqlite3 *db, struct aps_codec *codec, int type, const cJSON *body,
 		      int level, uint64_t *seq);
+/* The broker's JOB_RESULT: checkpoints of the lists that succeeded become
+ * their cursors (inside the caller's transaction). */
+int state__apply_result(sqlite3 *db, int64_t job, const cJSON *lists, int64_t overlap_ms);
 /* Unacknowledged frames: how many and how many bytes. */
 int state__outbox_size(sqlite3 *db, int64_t *frames, int64_t *bytes);
 

@@ -422,14 +422,42 @@ static void on_error_frame(struct link *l, const struct aps_frame *f)
 	}
 }
 
+static int record_start(struct link *l, const struct aps_frame *f, int64_t job)
+{
+	const cJSON *lists = cJSON_GetObjectItemCaseSensitive(f->body, "lists");
+	const cJSON *po = cJSON_GetObjectItemCaseSensitive(f->body, "po");
+	sqlite3_stmt *st = NULL;
+	char *lists_text = cJSON_IsArray(lists) ? cJSON_PrintUnformatted(lists) : NULL;
+	int rc = APS_ERR_DB;
+
+	if (sqlite3_prepare_v2(l->db, "INSERT OR IGNORE INTO jobs(id, entity, mode, lists, since, "
+				      "fallback_since, po_enabled, po_since, received_at) "
+				      "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+			       -1, &st, NULL))
+		goto out;
+	sqlite3_bind_int64(st, 1, job);
+	aps_db_bind_text(st, 2, str_field(f->body, "entity"));
+	aps_db_bind_text(st, 3, str_field(f->body, "mode"));
+	aps_db_bind_text(st, 4, lists_text);
+	aps_db_bind_text(st, 5, str_field(f->body, "since"));
+	aps_db_bind_text(st, 6, str_field(f->body, "fallback_since"));
+	sqlite3_bind_int(st, 7, !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(po, "enabled")));
+	aps_db_bind_text(st, 8, str_field(po, "since"));
+	sqlite3_bind_int64(st, 9, aps_now_ms());
+	if (sqlite3_step(st) == SQLITE_DONE)
+		rc = APS_OK;
+out:
+	sqlite3_finalize(st);
+	cJSON_free(lists_text);
+	return rc;
+}
+
 /* Records a command and the seq it came with, then lets the worker know. */
 static void on_command(struct link *l, const struct aps_frame *f)
 {
 	int64_t job = num_field(f->body, "job", 0, 1, INT64_MAX);
-	const char *entity = str_field(f->body, "entity"), *mode = str_field(f->body, "mode");
+	const char *mode = str_field(f->body, "mode");
 	const cJSON *lists = cJSON_GetObjectItemCaseSensitive(f->body, "lists");
-	sqlite3_stmt *st = NULL;
-	char *lists_text = NULL;
 	int rc = APS_ERR_DB;
 
 	if (f->seq <= l->rx_seq) {
@@ -442,46 +470,34 @@ static void on_command(struct link *l, const struct aps_frame *f)
 			  (unsigned long long)f->seq, (unsigned long long)l->rx_seq);
 		return;
 	}
-	if (!job || (f->type == APSYNC_MSG_SYNC_START && (!entity || !mode))) {
+	if (!job || (f->type == APSYNC_MSG_SYNC_START &&
+		     (!str_field(f->body, "entity") || !mode ||
+		      (strcmp(mode, "full") && strcmp(mode, "partial")))) ||
+	    (f->type == APSYNC_MSG_JOB_RESULT && !cJSON_IsObject(lists))) {
 		link_fail(l, APS_ERR_MESSAGE, APSYNC_CLOSE_PROTOCOL,
-			  "%s lacks job, entity or mode", aps_msg_name(f->type));
+			  "%s lacks job, entity, a known mode or lists", aps_msg_name(f->type));
 		return;
 	}
 	if (aps_db_begin(l->db))
 		goto out;
 	if (f->type == APSYNC_MSG_SYNC_START) {
-		if (cJSON_IsArray(lists))
-			lists_text = cJSON_PrintUnformatted(lists);
-		if (sqlite3_prepare_v2(l->db, "INSERT OR IGNORE INTO jobs(id, entity, mode, lists, "
-					      "since, received_at) VALUES(?1,?2,?3,?4,?5,?6)",
-				       -1, &st, NULL))
-			goto out;
-		sqlite3_bind_int64(st, 1, job);
-		sqlite3_bind_text(st, 2, entity, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, mode, -1, SQLITE_STATIC);
-		aps_db_bind_text(st, 4, lists_text);
-		aps_db_bind_text(st, 5, str_field(f->body, "since"));
-		sqlite3_bind_int64(st, 6, aps_now_ms());
+		rc = record_start(l, f, job);
 	} else {
-		if (sqlite3_prepare_v2(l->db, "UPDATE jobs SET cancel=1 WHERE id=?1", -1, &st, NULL))
-			goto out;
-		sqlite3_bind_int64(st, 1, job);
+		rc = state__apply_result(l->db, job, lists, l->a->opts->cursor_overlap);
 	}
-	if (sqlite3_step(st) != SQLITE_DONE ||
-	    state__meta_set(l->db, "rx_seq", (int64_t)f->seq) || aps_db_commit(l->db))
+	if (rc || state__meta_set(l->db, "rx_seq", (int64_t)f->seq) || aps_db_commit(l->db)) {
+		rc = APS_ERR_DB;
 		goto out;
-	rc = APS_OK;
+	}
 	l->rx_seq = f->seq;
-	log_notice("job %lld: %s received (%s%s%s)", (long long)job, aps_msg_name(f->type),
-		   entity ? entity : "", mode ? " " : "", mode ? mode : "");
+	log_notice("job %lld: %s %s", (long long)job, aps_msg_name(f->type),
+		   mode ? mode : str_field(f->body, "status") ? str_field(f->body, "status") : "");
 	pthread_mutex_lock(&l->a->mu);
 	l->a->jobs_changed = 1;
 	pthread_cond_broadcast(&l->a->cv);
 	pthread_mutex_unlock(&l->a->mu);
 	lws_callback_on_writable(l->wsi);
 out:
-	sqlite3_finalize(st);
-	cJSON_free(lists_text);
 	if (rc) {
 		aps_db_rollback(l->db);
 		link_fail(l, APS_ERR_INTERNAL, APSYNC_CLOSE_INTERNAL,
@@ -522,7 +538,7 @@ static void on_message(struct link *l)
 		case APSYNC_MSG_ACK:
 			break;
 		case APSYNC_MSG_SYNC_START:
-		case APSYNC_MSG_SYNC_CANCEL:
+		case APSYNC_MSG_JOB_RESULT:
 			if (l->state == LINK_READY)
 				on_command(l, &f);
 			break;

@@ -34,6 +34,12 @@ const struct aps_cfg_entry agent_run_cfg[] = {
 	 "compression of batches: 0 none, 1 fastest … 9 smallest"},
 	{"erp-retry", APS_CFG_INT, OPT(erp_retry), 100, 3600000, "30000", 0,
 	 "ms between attempts to reach an ERP that is absent or locked"},
+	{"cursor-lag", APS_CFG_INT, OPT(cursor_lag), 0, 3600000, "5000", 0,
+	 "ms: a sync window ends this long before the ERP's clock, for rows still being "
+	 "written"},
+	{"cursor-overlap", APS_CFG_INT, OPT(cursor_overlap), 0, 86400000, "600000", 0,
+	 "ms: a partial sync re-reads this much before its checkpoint (rows stamped "
+	 "before they were committed); rows already confirmed are skipped"},
 	APS_CFG_END,
 };
 

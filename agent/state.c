@@ -4,6 +4,8 @@
  *             rx_seq (last broker seq processed), the last ERP identity
  *   outbox    encoded frames not yet acknowledged by the broker
  *   jobs      sync commands from the broker and how far each has got
+ *   cursors   per company and list, the end of the last confirmed window
+ *   pending_cursors, overlap: see worker.c
  * Producing a frame and recording the progress it represents happen in one
  * transaction, so after a crash the agent resumes exactly where its outbox
  * ends: nothing is lost or sent twice.
@@ -43,6 +45,40 @@ static const struct aps_migration migrations[] = {
 	    " received_at INTEGER NOT NULL,"
 	    " started_at INTEGER,"
 	    " finished_at INTEGER);"},
+	/* Partial syncs: per-list cursors and the overlap set. */
+	{2, "ALTER TABLE jobs ADD COLUMN fallback_since TEXT;"
+	    "ALTER TABLE jobs ADD COLUMN po_enabled INTEGER NOT NULL DEFAULT 1;"
+	    "ALTER TABLE jobs ADD COLUMN po_since TEXT;"
+	    "ALTER TABLE jobs ADD COLUMN window_to TEXT;"
+	    "ALTER TABLE jobs ADD COLUMN last_modified TEXT;"
+	    "ALTER TABLE jobs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;"
+	    /* the upper bound of the last window the broker confirmed, per list */
+	    "CREATE TABLE cursors("
+	    " entity TEXT NOT NULL,"
+	    " list TEXT NOT NULL,"
+	    " checkpoint TEXT NOT NULL,"
+	    " job INTEGER NOT NULL,"
+	    " updated_at INTEGER NOT NULL,"
+	    " PRIMARY KEY(entity, list)) WITHOUT ROWID;"
+	    /* a finished list's window end, until the broker's verdict */
+	    "CREATE TABLE pending_cursors("
+	    " job INTEGER NOT NULL,"
+	    " entity TEXT NOT NULL,"
+	    " list TEXT NOT NULL,"
+	    " checkpoint TEXT NOT NULL,"
+	    " PRIMARY KEY(job, list)) WITHOUT ROWID;"
+	    /* row versions sent near a window's end: the next window starts an
+	     * overlap earlier and skips these (key, modified) pairs */
+	    "CREATE TABLE overlap("
+	    " entity TEXT NOT NULL,"
+	    " list TEXT NOT NULL,"
+	    " key TEXT NOT NULL,"
+	    " modified TEXT NOT NULL,"
+	    " modified_ms INTEGER NOT NULL,"
+	    " job INTEGER NOT NULL,"
+	    " confirmed INTEGER NOT NULL DEFAULT 0,"
+	    " PRIMARY KEY(entity, list, key, modified)) WITHOUT ROWID;"
+	    "CREATE INDEX overlap_job ON overlap(job, list);"},
 };
 
 int state__open(const char *dir, sqlite3 **db, char *err, size_t errlen)
@@ -164,4 +200,100 @@ int state__outbox_size(sqlite3 *db, int64_t *frames, int64_t *bytes)
 	*bytes = sqlite3_column_int64(st, 1);
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW ? APS_OK : APS_ERR_DB;
+}
+
+/* Runs one statement binding ?1 = a (integer) and ?2, ?3 = texts. */
+static int exec3(sqlite3 *db, const char *sql, int64_t a, const char *t2, const char *t3)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL))
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, a);
+	if (sqlite3_bind_parameter_count(st) >= 2)
+		aps_db_bind_text(st, 2, t2);
+	if (sqlite3_bind_parameter_count(st) >= 3)
+		aps_db_bind_text(st, 3, t3);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? APS_OK : APS_ERR_DB;
+}
+
+int state__apply_result(sqlite3 *db, int64_t job, const cJSON *lists, int64_t overlap_ms)
+{
+	sqlite3_stmt *st = NULL;
+	const cJSON *it;
+	char *entity = NULL, *checkpoint = NULL;
+	int64_t cp_ms;
+	int rc = APS_OK;
+
+	cJSON_ArrayForEach(it, lists) {
+		if (!cJSON_IsString(it) || strcmp(it->valuestring, "success") || !it->string)
+			continue;
+		if (sqlite3_prepare_v2(db, "SELECT entity, checkpoint FROM pending_cursors WHERE "
+					   "job=?1 AND list=?2",
+				       -1, &st, NULL))
+			return APS_ERR_DB;
+		sqlite3_bind_int64(st, 1, job);
+		sqlite3_bind_text(st, 2, it->string, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			entity = strdup((const char *)sqlite3_column_text(st, 0));
+			checkpoint = strdup((const char *)sqlite3_column_text(st, 1));
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		if (!entity || !checkpoint || aps_time_parse(checkpoint, &cp_ms))
+			goto next;
+		/* The broker has every row of this window: the cursor moves, the
+		 * overlap rows become confirmed, and those older than the next
+		 * window's start are no longer needed. */
+		rc = APS_ERR_DB;
+		if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO cursors(entity, list, checkpoint, "
+					   "job, updated_at) VALUES(?1, ?2, ?3, ?4, ?5)",
+				       -1, &st, NULL))
+			goto out;
+		sqlite3_bind_text(st, 1, entity, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, it->string, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, checkpoint, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, job);
+		sqlite3_bind_int64(st, 5, aps_now_ms());
+		if (sqlite3_step(st) != SQLITE_DONE)
+			goto out;
+		sqlite3_finalize(st);
+		st = NULL;
+		if (exec3(db, "UPDATE overlap SET confirmed=1 WHERE job=?1 AND list=?2", job,
+			  it->string, NULL))
+			goto out;
+		if (sqlite3_prepare_v2(db, "DELETE FROM overlap WHERE entity=?1 AND list=?2 AND "
+					   "modified_ms<?3",
+				       -1, &st, NULL))
+			goto out;
+		sqlite3_bind_text(st, 1, entity, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, it->string, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, cp_ms - overlap_ms);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			goto out;
+		sqlite3_finalize(st);
+		st = NULL;
+		rc = APS_OK;
+next:
+		free(entity);
+		free(checkpoint);
+		entity = checkpoint = NULL;
+	}
+	/* Rows of lists that did not succeed were never confirmed: forget them,
+	 * so the next run sends them again. */
+	rc = exec3(db, "DELETE FROM overlap WHERE job=?1 AND confirmed=0", job, NULL, NULL);
+	if (!rc)
+		rc = exec3(db, "DELETE FROM pending_cursors WHERE job=?1", job, NULL, NULL);
+	/* A job the broker ended (cancelled, timed out) stops here too. */
+	if (!rc)
+		rc = exec3(db, "UPDATE jobs SET cancel=1 WHERE id=?1 AND state<>'done'", job, NULL,
+			   NULL);
+out:
+	sqlite3_finalize(st);
+	free(entity);
+	free(checkpoint);
+	return rc;
 }

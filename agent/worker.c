@@ -1,19 +1,29 @@
 /*
  * The ERP worker: one thread that owns the ERP connection. It reports the
- * ERP's identity for HELLO, and runs the sync jobs the broker sent, one at a
- * time, oldest first: each list is read locally in pages in key order and
- * streamed into the outbox as compressed, sequenced batches. Every batch is
- * committed together with the job's resume point (last key, running count
- * and checksum), so a job interrupted at any point resumes from its outbox's
- * end and the broker receives every row exactly once. The outbox is bounded
- * by the window the broker announced: the worker waits when it is full, so
- * memory stays flat whatever the list's size.
+ * ERP's identity for HELLO and runs the broker's sync jobs one at a time,
+ * oldest first.
+ *
+ * A job starts by freezing its plan: which lists, and for each how it is
+ * read, and the window's upper bound `window_to`, the ERP's clock minus a
+ * lag. A list is read either
+ *   - in full: key order (binary), resumable by key; every batch names the
+ *     key it starts after, so the broker can mark keys it holds that the ERP
+ *     no longer has as deleted; or
+ *   - in a window: rows with from <= modified < window_to, in (modified, key)
+ *     order, resumable by that pair. `from` is the user's Sync From date, or
+ *     the list's checkpoint minus an overlap. Rows of the overlap the broker
+ *     already confirmed are skipped by (key, modified).
+ *
+ * Every batch is committed together with the job's resume point, so a job
+ * interrupted anywhere resumes from its outbox's end and the broker gets each
+ * row exactly once. A list's checkpoint (window_to) becomes the cursor only
+ * when the broker's JOB_RESULT says the list succeeded (link.c), never on a
+ * failed run. The outbox is bounded by the broker's window: memory stays flat
+ * whatever a list's size.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -34,6 +44,8 @@ struct worker {
 	struct erp_identity id;
 	char erp_error[512];
 	EVP_MD_CTX *md;
+	sqlite3_stmt *dedup;
+	sqlite3_stmt *tail;
 };
 
 static struct worker *the_worker;
@@ -134,32 +146,17 @@ static const struct erp_company *company(struct worker *w, const char *code)
 	return NULL;
 }
 
-/* ---- waiting ---- */
-
-/* Waits until the outbox has room (or the agent stops). */
-static int wait_window(struct worker *w)
+static int has_list(const struct erp_company *c, const char *list)
 {
-	int64_t frames, bytes;
-	struct agent *a = w->a;
+	int i;
 
-	for (;;) {
-		if (state__outbox_size(w->db, &frames, &bytes))
-			return APS_ERR_DB;
-		pthread_mutex_lock(&a->mu);
-		if (a->stop) {
-			pthread_mutex_unlock(&a->mu);
-			return APS_ERR_CONFLICT;
-		}
-		if (frames < a->window_frames && bytes < a->window_bytes) {
-			pthread_mutex_unlock(&a->mu);
-			return APS_OK;
-		}
-		if (!a->window_changed)
-			pthread_cond_wait(&a->cv, &a->mu);
-		a->window_changed = 0;
-		pthread_mutex_unlock(&a->mu);
-	}
+	for (i = 0; i < c->nlists; i++)
+		if (!strcmp(c->lists[i], list))
+			return 1;
+	return 0;
 }
+
+/* ---- waiting ---- */
 
 static int cancelled(struct worker *w, int64_t job)
 {
@@ -175,39 +172,144 @@ static int cancelled(struct worker *w, int64_t job)
 	return c;
 }
 
+/* Sleeps up to ms, waking early for a command or a stop. APS_ERR_CONFLICT
+ * when the agent stops or the job was cancelled. */
+static int pause_for(struct worker *w, int64_t job, int64_t ms)
+{
+	struct agent *a = w->a;
+	struct timespec ts;
+	int64_t ns;
+	int stop;
+
+	pthread_mutex_lock(&a->mu);
+	if (!a->stop && !a->jobs_changed) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ns = ts.tv_nsec + (ms % 1000) * 1000000;
+		ts.tv_sec += ms / 1000 + ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
+		pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+	}
+	a->jobs_changed = 0;
+	stop = a->stop;
+	pthread_mutex_unlock(&a->mu);
+	return stop || (job && cancelled(w, job)) ? APS_ERR_CONFLICT : APS_OK;
+}
+
+/* Waits until the outbox has room. APS_ERR_CONFLICT when the agent stops or
+ * the job is cancelled meanwhile. */
+static int wait_window(struct worker *w, int64_t job)
+{
+	int64_t frames, bytes;
+	struct agent *a = w->a;
+	int command;
+
+	for (;;) {
+		if (cancelled(w, job))
+			return APS_ERR_CONFLICT;
+		if (state__outbox_size(w->db, &frames, &bytes))
+			return APS_ERR_DB;
+		pthread_mutex_lock(&a->mu);
+		if (a->stop) {
+			pthread_mutex_unlock(&a->mu);
+			return APS_ERR_CONFLICT;
+		}
+		if (frames < a->window_frames && bytes < a->window_bytes) {
+			pthread_mutex_unlock(&a->mu);
+			return APS_OK;
+		}
+		if (!a->window_changed && !a->jobs_changed)
+			pthread_cond_wait(&a->cv, &a->mu);
+		command = a->jobs_changed;
+		a->window_changed = 0;
+		a->jobs_changed = 0;
+		pthread_mutex_unlock(&a->mu);
+		(void)command;
+	}
+}
+
 /* ---- producing frames ---- */
 
-/* Adds one frame to the outbox and applies `progress_sql` (bound ?1 = job)
- * to the job, in one transaction. */
+/* Row versions near the window's end, recorded with their batch. */
+struct tail_row {
+	char *key;
+	char *modified;
+	int64_t modified_ms;
+};
+
+struct progress {
+	const char *sql;      /* applied to the job, ?1 = job */
+	const char *key;      /* ?2 */
+	int64_t count;        /* ?3 */
+	uint64_t checksum;    /* ?4 */
+	const char *modified; /* ?5 */
+	/* rows for the overlap set */
+	const char *entity, *list;
+	struct tail_row *tail;
+	int ntail;
+	/* a pending checkpoint for the list */
+	const char *checkpoint;
+};
+
+/* Adds one frame to the outbox and records the progress it stands for, in
+ * one transaction. */
 static int produce(struct worker *w, int type, const cJSON *body, int level, int64_t job,
-		   const char *progress_sql, const char *key, int64_t count, uint64_t checksum)
+		   const struct progress *p)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, i, n;
 
 	rc = aps_db_begin(w->db);
 	if (rc)
 		return rc;
 	rc = state__outbox_add(w->db, &w->codec, type, body, level, NULL);
-	if (rc)
-		goto out;
-	if (progress_sql) {
-		rc = APS_ERR_DB;
-		if (sqlite3_prepare_v2(w->db, progress_sql, -1, &st, NULL))
-			goto out;
+	if (rc || !p)
+		goto done;
+	rc = APS_ERR_DB;
+	if (p->sql) {
+		if (sqlite3_prepare_v2(w->db, p->sql, -1, &st, NULL))
+			goto done;
+		n = sqlite3_bind_parameter_count(st);
 		sqlite3_bind_int64(st, 1, job);
-		if (sqlite3_bind_parameter_count(st) >= 2)
-			aps_db_bind_text(st, 2, key);
-		if (sqlite3_bind_parameter_count(st) >= 3)
-			sqlite3_bind_int64(st, 3, count);
-		if (sqlite3_bind_parameter_count(st) >= 4)
-			sqlite3_bind_int64(st, 4, (int64_t)checksum);
+		if (n >= 2)
+			aps_db_bind_text(st, 2, p->key);
+		if (n >= 3)
+			sqlite3_bind_int64(st, 3, p->count);
+		if (n >= 4)
+			sqlite3_bind_int64(st, 4, (int64_t)p->checksum);
+		if (n >= 5)
+			aps_db_bind_text(st, 5, p->modified);
 		if (sqlite3_step(st) != SQLITE_DONE)
-			goto out;
+			goto done;
+		sqlite3_finalize(st);
+		st = NULL;
 	}
-	rc = aps_db_commit(w->db);
-out:
+	for (i = 0; i < p->ntail; i++) {
+		sqlite3_bind_text(w->tail, 1, p->entity, -1, SQLITE_STATIC);
+		sqlite3_bind_text(w->tail, 2, p->list, -1, SQLITE_STATIC);
+		sqlite3_bind_text(w->tail, 3, p->tail[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(w->tail, 4, p->tail[i].modified, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(w->tail, 5, p->tail[i].modified_ms);
+		sqlite3_bind_int64(w->tail, 6, job);
+		if (aps_db_step_done(w->tail))
+			goto done;
+	}
+	if (p->checkpoint) {
+		if (sqlite3_prepare_v2(w->db, "INSERT OR REPLACE INTO pending_cursors(job, entity, "
+					      "list, checkpoint) VALUES(?1, ?2, ?3, ?4)",
+				       -1, &st, NULL))
+			goto done;
+		sqlite3_bind_int64(st, 1, job);
+		sqlite3_bind_text(st, 2, p->entity, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, p->list, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, p->checkpoint, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			goto done;
+	}
+	rc = APS_OK;
+done:
 	sqlite3_finalize(st);
+	if (!rc)
+		rc = aps_db_commit(w->db);
 	if (rc) {
 		log_err("state: cannot record progress: %s", sqlite3_errmsg(w->db));
 		aps_db_rollback(w->db);
@@ -240,14 +342,13 @@ static cJSON *error_body(int64_t job, const char *list, const char *code, const 
 static int job_end(struct worker *w, int64_t job, const char *status, const char *code,
 		   const char *msg)
 {
+	struct progress p = {.sql = "UPDATE jobs SET state='done', "
+				    "finished_at=strftime('%s','now')*1000 WHERE id=?1"};
 	cJSON *o = code ? error_body(job, NULL, code, msg) : job_body(job);
 	int rc;
 
 	cJSON_AddStringToObject(o, "status", status);
-	rc = produce(w, APSYNC_MSG_JOB_END, o, 0, job,
-		     "UPDATE jobs SET state='done', finished_at=strftime('%s','now')*1000 "
-		     "WHERE id=?1",
-		     NULL, 0, 0);
+	rc = produce(w, APSYNC_MSG_JOB_END, o, 0, job, &p);
 	cJSON_Delete(o);
 	if (!rc)
 		log_notice("job %lld: ended %s%s%s", (long long)job, status, msg ? ": " : "",
@@ -255,34 +356,121 @@ static int job_end(struct worker *w, int64_t job, const char *status, const char
 	return rc;
 }
 
-/* The row reader's state for one batch. */
+/* Tells the broker the job waits for the ERP (once per episode), or that it
+ * goes on again. */
+static int job_deferred(struct worker *w, int64_t job, int deferred, const char *why)
+{
+	struct progress p = {.sql = deferred ? "UPDATE jobs SET deferred=1 WHERE id=?1"
+					     : "UPDATE jobs SET deferred=0 WHERE id=?1"};
+	cJSON *o = job_body(job);
+	char msg[700];
+	int rc;
+
+	cJSON_AddStringToObject(o, "state", deferred ? "deferred" : "running");
+	snprintf(msg, sizeof(msg), deferred ? "waiting for the ERP: %s" : "the ERP answers again",
+		 why);
+	cJSON_AddStringToObject(o, "message", msg);
+	rc = produce(w, APSYNC_MSG_JOB_STATUS, o, 0, job, &p);
+	cJSON_Delete(o);
+	log_warn("job %lld: %s", (long long)job, msg);
+	return rc;
+}
+
+/* ---- reading a list ---- */
+
+struct plan_entry {
+	const struct erp_list *list;
+	int window;           /* read a window by modification time */
+	const char *from;     /* window start (ERP local ISO), NULL: none */
+};
+
+/* The state of a job's read of one list. */
 struct reader {
 	struct worker *w;
 	struct aps_batch_builder bb;
 	const struct erp_list *list;
+	const char *entity;
+	int key_col, mod_col;
+	int window;
+	int64_t tail_from_ms;  /* rows modified at or after this go to the overlap set */
+	/* per batch */
 	int64_t count;
 	uint64_t checksum;
+	int64_t skipped;
+	struct tail_row *tail;
+	int ntail, captail;
+	/* the last row read (kept or skipped): the resume point */
 	char last_key[APSYNC_MAX_KEY_LEN + 1];
+	char last_modified[64];
 	int err;
 };
+
+static void reader_reset_batch(struct reader *r)
+{
+	int i;
+
+	for (i = 0; i < r->ntail; i++) {
+		free(r->tail[i].key);
+		free(r->tail[i].modified);
+	}
+	r->ntail = 0;
+	r->count = 0;
+	r->checksum = 0;
+}
+
+static int is_duplicate(struct reader *r, const char *key, const char *modified)
+{
+	sqlite3_stmt *st = r->w->dedup;
+	int dup;
+
+	sqlite3_bind_text(st, 1, r->entity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->list->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, modified, -1, SQLITE_STATIC);
+	dup = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	return dup;
+}
 
 static int on_row(void *ud, cJSON **vals)
 {
 	struct reader *r = ud;
-	const cJSON *key = vals[0];
+	const cJSON *key = vals[r->key_col], *mod = r->mod_col >= 0 ? vals[r->mod_col] : NULL;
+	const char *modified = cJSON_IsString(mod) ? mod->valuestring : NULL;
+	int64_t mod_ms = 0;
 	int i;
 
-	for (i = 0; i < r->list->ncols; i++)
-		if (!strcmp(r->list->cols[i], r->list->key))
-			key = vals[i];
 	if (!cJSON_IsString(key) || !key->valuestring[0] ||
-	    strlen(key->valuestring) > APSYNC_MAX_KEY_LEN) {
-		for (i = 0; i < r->list->ncols; i++)
-			cJSON_Delete(vals[i]);
+	    strlen(key->valuestring) > APSYNC_MAX_KEY_LEN ||
+	    (r->window && (!modified || aps_time_parse(modified, &mod_ms))) ||
+	    (modified && strlen(modified) >= sizeof(r->last_modified))) {
 		r->err = APS_ERR_ERP;
-		return 1;
+		goto drop;
 	}
 	snprintf(r->last_key, sizeof(r->last_key), "%s", key->valuestring);
+	snprintf(r->last_modified, sizeof(r->last_modified), "%s", modified ? modified : "");
+	if (r->window && is_duplicate(r, key->valuestring, modified)) {
+		r->skipped++; /* the broker confirmed this very version last time */
+		goto drop;
+	}
+	if (modified && (r->window || !aps_time_parse(modified, &mod_ms)) &&
+	    mod_ms >= r->tail_from_ms) {
+		if (r->ntail == r->captail) {
+			int cap = r->captail ? r->captail * 2 : 64;
+			struct tail_row *t = realloc(r->tail, (size_t)cap * sizeof(*t));
+
+			if (!t) {
+				r->err = APS_ERR_NOMEM;
+				goto drop;
+			}
+			r->tail = t;
+			r->captail = cap;
+		}
+		r->tail[r->ntail].key = strdup(key->valuestring);
+		r->tail[r->ntail].modified = strdup(modified);
+		r->tail[r->ntail].modified_ms = mod_ms;
+		r->ntail++;
+	}
 	r->checksum += aps_row_hash(r->w->md, (const cJSON *const *)vals, r->list->ncols);
 	r->count++;
 	if (aps_batch_builder_add(&r->bb, vals)) {
@@ -290,101 +478,179 @@ static int on_row(void *ud, cJSON **vals)
 		return 1;
 	}
 	return 0;
+drop:
+	for (i = 0; i < r->list->ncols; i++)
+		cJSON_Delete(vals[i]);
+	return r->err ? 1 : 0;
 }
 
-/* Reports a list that could not be read; the run goes on with the next. */
+/* Ends a list that could not be read; the run goes on with the next. */
 static int list_failed(struct worker *w, int64_t job, const struct erp_list *l, int rc,
 		       const char *why, int64_t count)
 {
+	struct progress p = {.sql = "UPDATE jobs SET list_index=list_index+1, list_begun=0, "
+				    "last_key=NULL, last_modified=NULL, list_count=0, "
+				    "list_checksum=0 WHERE id=?1"};
 	cJSON *body = error_body(job, l->name, aps_errcode(rc), why);
 
 	cJSON_AddNumberToObject(body, "count", (double)count);
-	rc = produce(w, APSYNC_MSG_LIST_END, body, 0, job,
-		     "UPDATE jobs SET list_index=list_index+1, list_begun=0, last_key=NULL, "
-		     "list_count=0, list_checksum=0 WHERE id=?1",
-		     NULL, 0, 0);
+	rc = produce(w, APSYNC_MSG_LIST_END, body, 0, job, &p);
 	cJSON_Delete(body);
 	log_err("job %lld: list %s failed: %s", (long long)job, l->name, why);
 	return rc;
 }
 
+struct resume {
+	const char *key;
+	const char *modified;
+	int64_t count;
+	uint64_t checksum;
+};
+
 /* Reads one list from its resume point to its end, one batch per round. */
-static int run_list(struct worker *w, int64_t job, const char *entity, const struct erp_list *l,
-		    const char *resume_key, int64_t count, uint64_t checksum)
+static int run_list(struct worker *w, int64_t job, const char *entity,
+		    const struct plan_entry *pe, const char *window_to, const struct resume *res)
 {
 	struct agent_opts *o = w->a->opts;
+	const struct erp_list *l = pe->list;
 	struct erp_read req = {0};
 	struct reader r;
-	char err[512], key[APSYNC_MAX_KEY_LEN + 1], sum[17];
+	struct progress p;
+	char err[512], key[APSYNC_MAX_KEY_LEN + 1], modified[64], sum[17];
+	char after[APSYNC_MAX_KEY_LEN + 1];
+	int64_t t0 = aps_mono_ms(), count = res->count, start_count = res->count, to_ms = 0;
+	int64_t skipped = 0;
+	uint64_t checksum = res->checksum;
 	cJSON *body;
-	int64_t t0 = aps_mono_ms(), start_count = count;
-	int nread, rc, end = 0;
+	int nread, rc, end = 0, deferred = 0, has_after;
 
-	snprintf(key, sizeof(key), "%s", resume_key ? resume_key : "");
+	memset(&r, 0, sizeof(r));
+	r.w = w;
+	r.list = l;
+	r.entity = entity;
+	r.window = pe->window;
+	r.key_col = erp_list_col(l, l->key);
+	r.mod_col = erp_list_col(l, "modified_at");
+	aps_time_parse(window_to, &to_ms);
+	r.tail_from_ms = to_ms - o->cursor_overlap;
+	snprintf(key, sizeof(key), "%s", res->key ? res->key : "");
+	snprintf(modified, sizeof(modified), "%s", res->modified ? res->modified : "");
 	while (!end) {
-		rc = wait_window(w);
+		rc = wait_window(w, job);
 		if (rc)
-			return rc;
-		if (cancelled(w, job))
-			return APS_ERR_CONFLICT;
-		memset(&r, 0, sizeof(r));
-		r.w = w;
-		r.list = l;
+			goto out;
 		rc = aps_batch_builder_init(&r.bb, job, l->name, l->key, l->cols, l->ncols);
 		if (rc)
-			return rc;
+			goto out;
+		/* A full read tells the broker where this batch's key range starts. */
+		has_after = key[0] != '\0';
+		snprintf(after, sizeof(after), "%s", key);
 		/* Fill the batch up to its row and byte bounds, page by page. */
 		while (r.bb.nrows < o->batch_rows && r.bb.approx_bytes < (size_t)o->batch_bytes) {
 			req.company = entity;
 			req.list = l->name;
-			req.order = ERP_ORDER_KEY;
+			req.order = pe->window ? ERP_ORDER_MODIFIED : ERP_ORDER_KEY;
 			req.after_key = key[0] ? key : NULL;
+			req.after_modified = pe->window && key[0] ? modified : NULL;
+			req.modified_from = pe->window ? pe->from : NULL;
+			req.modified_to = pe->window ? window_to : NULL;
 			req.limit = (int)(o->batch_rows - r.bb.nrows);
 			nread = 0;
+			r.err = 0;
 			rc = w->ops->read(w->erp, &req, on_row, &r, &nread, err, sizeof(err));
 			if (!rc && r.err) {
 				rc = r.err;
-				snprintf(err, sizeof(err), "the ERP returned a row without a valid key");
+				snprintf(err, sizeof(err), "the ERP returned a row without a valid key%s",
+					 pe->window ? " or modification time" : "");
+			}
+			if (rc == APS_ERR_BUSY) {
+				/* The ERP is there but will not serve us now: wait, say why. */
+				if (!deferred && job_deferred(w, job, 1, err))
+					goto out;
+				deferred = 1;
+				rc = pause_for(w, job, o->erp_retry);
+				if (rc)
+					goto out;
+				continue;
 			}
 			if (rc) {
 				aps_batch_builder_free(&r.bb);
-				return list_failed(w, job, l, rc, err, count);
+				reader_reset_batch(&r);
+				rc = list_failed(w, job, l, rc, err, count);
+				goto out;
 			}
-			if (nread)
+			if (deferred) {
+				deferred = 0;
+				if (job_deferred(w, job, 0, ""))
+					goto out;
+			}
+			if (nread) {
 				snprintf(key, sizeof(key), "%s", r.last_key);
+				snprintf(modified, sizeof(modified), "%s", r.last_modified);
+			}
 			if (nread < req.limit) {
 				end = 1;
 				break;
 			}
 		}
-		if (!r.bb.nrows) {
-			aps_batch_builder_free(&r.bb);
-			continue;
-		}
+		skipped += r.skipped;
+		r.skipped = 0;
 		count += r.count;
 		checksum += r.checksum;
+		memset(&p, 0, sizeof(p));
+		p.sql = "UPDATE jobs SET last_key=?2, list_count=?3, list_checksum=?4, "
+			"last_modified=?5 WHERE id=?1";
+		p.key = key[0] ? key : NULL;
+		p.count = count;
+		p.checksum = checksum;
+		p.modified = modified[0] ? modified : NULL;
+		p.entity = entity;
+		p.list = l->name;
+		p.tail = r.tail;
+		p.ntail = r.ntail;
+		if (!r.bb.nrows) {
+			/* Nothing kept (all skipped, or the list ended): only progress. */
+			aps_batch_builder_free(&r.bb);
+			reader_reset_batch(&r);
+			continue;
+		}
 		body = aps_batch_builder_take(&r.bb);
-		rc = produce(w, APSYNC_MSG_BATCH, body, (int)o->deflate_level, job,
-			     "UPDATE jobs SET last_key=?2, list_count=?3, list_checksum=?4 "
-			     "WHERE id=?1",
-			     key, count, checksum);
+		if (!pe->window)
+			cJSON_AddItemToObject(body, "after",
+					      has_after ? cJSON_CreateString(after) : cJSON_CreateNull());
+		rc = produce(w, APSYNC_MSG_BATCH, body, (int)o->deflate_level, job, &p);
 		cJSON_Delete(body);
+		reader_reset_batch(&r);
 		if (rc)
-			return rc;
+			goto out;
 	}
 	body = job_body(job);
 	aps_checksum_hex(checksum, sum);
 	cJSON_AddStringToObject(body, "list", l->name);
 	cJSON_AddNumberToObject(body, "count", (double)count);
 	cJSON_AddStringToObject(body, "checksum", sum);
-	rc = produce(w, APSYNC_MSG_LIST_END, body, 0, job,
-		     "UPDATE jobs SET list_index=list_index+1, list_begun=0, last_key=NULL, "
-		     "list_count=0, list_checksum=0 WHERE id=?1",
-		     NULL, 0, 0);
+	if (!pe->window) {
+		/* The list ended: keys after the last one are gone from the ERP. */
+		cJSON_AddItemToObject(body, "after",
+				      key[0] ? cJSON_CreateString(key) : cJSON_CreateNull());
+		cJSON_AddBoolToObject(body, "complete", 1);
+	}
+	memset(&p, 0, sizeof(p));
+	p.sql = "UPDATE jobs SET list_index=list_index+1, list_begun=0, last_key=NULL, "
+		"last_modified=NULL, list_count=0, list_checksum=0 WHERE id=?1";
+	p.entity = entity;
+	p.list = l->name;
+	p.checkpoint = window_to;
+	rc = produce(w, APSYNC_MSG_LIST_END, body, 0, job, &p);
 	cJSON_Delete(body);
-	log_info("job %lld: list %s: %lld rows (%lld in this run) in %lld ms", (long long)job,
-		 l->name, (long long)count, (long long)(count - start_count),
-		 (long long)(aps_mono_ms() - t0));
+	log_info("job %lld: list %s: %lld rows (%lld in this run, %lld already confirmed skipped) "
+		 "in %lld ms",
+		 (long long)job, l->name, (long long)count, (long long)(count - start_count),
+		 (long long)skipped, (long long)(aps_mono_ms() - t0));
+out:
+	aps_batch_builder_free(&r.bb);
+	reader_reset_batch(&r);
+	free(r.tail);
 	return rc;
 }
 
@@ -394,21 +660,33 @@ struct job {
 	int64_t id;
 	char entity[APSYNC_MAX_NAME_LEN + 1];
 	char mode[16];
-	char *lists;       /* requested, JSON */
-	char *plan;        /* fixed when the job starts, JSON */
+	char *lists;          /* requested, JSON */
+	char *since;
+	char *fallback_since;
+	int po_enabled;
+	char *po_since;
+	char *plan;           /* fixed when the job starts, JSON */
+	char *window_to;
 	char state[16];
 	int64_t list_index;
 	int list_begun;
 	char *last_key;
+	char *last_modified;
 	int64_t list_count;
 	uint64_t list_checksum;
+	int deferred;
 };
 
 static void job_free(struct job *j)
 {
 	free(j->lists);
+	free(j->since);
+	free(j->fallback_since);
+	free(j->po_since);
 	free(j->plan);
+	free(j->window_to);
 	free(j->last_key);
+	free(j->last_modified);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -426,9 +704,11 @@ static int next_job(struct worker *w, struct job *j)
 	int rc;
 
 	memset(j, 0, sizeof(*j));
-	if (sqlite3_prepare_v2(w->db, "SELECT id, entity, mode, lists, plan, state, list_index, "
-				      "list_begun, last_key, list_count, list_checksum FROM jobs "
-				      "WHERE state IN ('pending', 'running') ORDER BY id LIMIT 1",
+	if (sqlite3_prepare_v2(w->db, "SELECT id, entity, mode, lists, since, fallback_since, "
+				      "po_enabled, po_since, plan, window_to, state, list_index, "
+				      "list_begun, last_key, last_modified, list_count, "
+				      "list_checksum, deferred FROM jobs WHERE state IN "
+				      "('pending', 'running') ORDER BY id LIMIT 1",
 			       -1, &st, NULL))
 		return APS_ERR_DB;
 	rc = sqlite3_step(st);
@@ -437,68 +717,129 @@ static int next_job(struct worker *w, struct job *j)
 		snprintf(j->entity, sizeof(j->entity), "%s", sqlite3_column_text(st, 1));
 		snprintf(j->mode, sizeof(j->mode), "%s", sqlite3_column_text(st, 2));
 		j->lists = col_dup(st, 3);
-		j->plan = col_dup(st, 4);
-		snprintf(j->state, sizeof(j->state), "%s", sqlite3_column_text(st, 5));
-		j->list_index = sqlite3_column_int64(st, 6);
-		j->list_begun = sqlite3_column_int(st, 7);
-		j->last_key = col_dup(st, 8);
-		j->list_count = sqlite3_column_int64(st, 9);
-		j->list_checksum = (uint64_t)sqlite3_column_int64(st, 10);
+		j->since = col_dup(st, 4);
+		j->fallback_since = col_dup(st, 5);
+		j->po_enabled = sqlite3_column_int(st, 6);
+		j->po_since = col_dup(st, 7);
+		j->plan = col_dup(st, 8);
+		j->window_to = col_dup(st, 9);
+		snprintf(j->state, sizeof(j->state), "%s", sqlite3_column_text(st, 10));
+		j->list_index = sqlite3_column_int64(st, 11);
+		j->list_begun = sqlite3_column_int(st, 12);
+		j->last_key = col_dup(st, 13);
+		j->last_modified = col_dup(st, 14);
+		j->list_count = sqlite3_column_int64(st, 15);
+		j->list_checksum = (uint64_t)sqlite3_column_int64(st, 16);
+		j->deferred = sqlite3_column_int(st, 17);
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : APS_ERR_DB;
 }
 
-/* The lists a job reads: the requested ones (or all) the company offers, in
- * canonical order; requested lists it lacks are reported as failed. */
-static cJSON *make_plan(const struct erp_company *c, const char *requested, cJSON **missing)
+static int is_po_list(const char *name)
 {
-	cJSON *want = requested ? cJSON_Parse(requested) : NULL, *plan = cJSON_CreateArray(), *it;
-	int i, j, offered;
+	return !strcmp(name, "purchase_orders") || !strcmp(name, "receivings");
+}
+
+/* The window start of a partial read of a list: the user's date, else the
+ * list's checkpoint minus the overlap, else the entity's last successful
+ * sync minus the overlap; NULL when there is no baseline (read in full). */
+static char *window_from(struct worker *w, const struct job *j, const char *list)
+{
+	const char *explicit_since = is_po_list(list) && j->po_since ? j->po_since : j->since;
+	sqlite3_stmt *st = NULL;
+	char *base = NULL, iso[APS_TIME_LEN];
+	int64_t ms;
+	int off;
+
+	if (explicit_since)
+		return strdup(explicit_since);
+	if (!sqlite3_prepare_v2(w->db, "SELECT checkpoint FROM cursors WHERE entity=?1 AND list=?2",
+				-1, &st, NULL)) {
+		sqlite3_bind_text(st, 1, j->entity, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, list, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			base = col_dup(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (!base && j->fallback_since)
+		base = strdup(j->fallback_since);
+	if (!base)
+		return NULL;
+	if (aps_time_parse_offset(base, &ms, &off)) {
+		free(base);
+		return NULL;
+	}
+	free(base);
+	return strdup(aps_time_format_offset(ms - w->a->opts->cursor_overlap, off, iso));
+}
+
+/* The lists a job reads and how: requested ones (or all) the company offers,
+ * in canonical order; requested lists it lacks are reported as failed. */
+static cJSON *make_plan(struct worker *w, const struct job *j, const struct erp_company *c,
+			cJSON **missing)
+{
+	cJSON *want = j->lists ? cJSON_Parse(j->lists) : NULL, *plan = cJSON_CreateArray(), *it, *e;
+	const char *name;
+	char *from;
+	int i, chosen;
 
 	*missing = cJSON_CreateArray();
 	for (i = 0; erp_lists[i]; i++) {
-		offered = 0;
-		for (j = 0; j < c->nlists; j++)
-			if (!strcmp(c->lists[j], erp_lists[i]->name))
-				offered = 1;
-		if (!offered)
+		name = erp_lists[i]->name;
+		if (!has_list(c, name))
 			continue;
-		if (want) {
-			offered = 0;
-			cJSON_ArrayForEach(it, want)
-				if (cJSON_IsString(it) && !strcmp(it->valuestring, erp_lists[i]->name))
-					offered = 1;
-		}
-		if (offered)
-			cJSON_AddItemToArray(plan, cJSON_CreateString(erp_lists[i]->name));
+		chosen = !want;
+		cJSON_ArrayForEach(it, want)
+			if (cJSON_IsString(it) && !strcmp(it->valuestring, name))
+				chosen = 1;
+		if (!want && is_po_list(name) && !j->po_enabled)
+			chosen = 0; /* the PO & Receivings toggle is off */
+		if (!chosen)
+			continue;
+		e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "list", name);
+		from = NULL;
+		if (!strcmp(j->mode, "partial") || (is_po_list(name) && j->po_since))
+			from = window_from(w, j, name);
+		cJSON_AddStringToObject(e, "read", from ? "window" : "full");
+		if (from)
+			cJSON_AddStringToObject(e, "from", from);
+		free(from);
+		cJSON_AddItemToArray(plan, e);
 	}
-	cJSON_ArrayForEach(it, want) {
-		int found = 0;
-
-		for (j = 0; cJSON_IsString(it) && j < c->nlists; j++)
-			if (!strcmp(c->lists[j], it->valuestring))
-				found = 1;
-		if (!found && cJSON_IsString(it))
+	cJSON_ArrayForEach(it, want)
+		if (cJSON_IsString(it) && !has_list(c, it->valuestring))
 			cJSON_AddItemToArray(*missing, cJSON_CreateString(it->valuestring));
-	}
 	cJSON_Delete(want);
 	return plan;
 }
 
-static int start_job(struct worker *w, struct job *j, const struct erp_company *c)
+static int start_job(struct worker *w, struct job *j, const struct erp_company *c, char *err,
+		     size_t errlen)
 {
 	cJSON *plan, *missing, *body, *it;
-	char *text;
-	char msg[300];
-	int rc;
+	char *text, msg[300], now[40], to[APS_TIME_LEN];
+	sqlite3_stmt *st = NULL;
+	int64_t ms;
+	int rc, off;
 
-	plan = make_plan(c, j->lists, &missing);
+	rc = w->ops->clock(w->erp, now, err, errlen);
+	if (!rc && aps_time_parse_offset(now, &ms, &off)) {
+		snprintf(err, errlen, "the ERP's clock reads \"%s\", not a time", now);
+		rc = APS_ERR_ERP;
+	}
+	if (rc)
+		return rc;
+	/* The window ends a lag before the ERP's now: rows stamped just before
+	 * it but committed later fall in the next window's overlap. */
+	aps_time_format_offset(ms - w->a->opts->cursor_lag, off, to);
+	plan = make_plan(w, j, c, &missing);
 	text = cJSON_PrintUnformatted(plan);
 	body = job_body(j->id);
 	cJSON_AddStringToObject(body, "state", "running");
-	snprintf(msg, sizeof(msg), "SyncTool started the %s sync of %d list(s)", j->mode,
-		 cJSON_GetArraySize(plan));
+	snprintf(msg, sizeof(msg), "SyncTool started the %s sync of %d list(s), up to %s", j->mode,
+		 cJSON_GetArraySize(plan), to);
 	cJSON_AddStringToObject(body, "message", msg);
 	rc = aps_db_begin(w->db);
 	if (!rc)
@@ -522,14 +863,14 @@ static int start_job(struct worker *w, struct job *j, const struct erp_company *
 		cJSON_Delete(b);
 	}
 	if (!rc) {
-		sqlite3_stmt *st = NULL;
-
 		rc = APS_ERR_DB;
 		if (!sqlite3_prepare_v2(w->db, "UPDATE jobs SET state='running', plan=?2, "
-					       "started_at=strftime('%s','now')*1000 WHERE id=?1",
+					       "window_to=?3, started_at=strftime('%s','now')*1000 "
+					       "WHERE id=?1",
 					-1, &st, NULL)) {
 			sqlite3_bind_int64(st, 1, j->id);
 			sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, to, -1, SQLITE_STATIC);
 			if (sqlite3_step(st) == SQLITE_DONE)
 				rc = APS_OK;
 		}
@@ -542,7 +883,9 @@ static int start_job(struct worker *w, struct job *j, const struct erp_company *
 	else
 		agent__wake_loop(w->a);
 	free(j->plan);
+	free(j->window_to);
 	j->plan = text ? strdup(text) : NULL;
+	j->window_to = strdup(to);
 	cJSON_free(text);
 	cJSON_Delete(body);
 	cJSON_Delete(plan);
@@ -550,17 +893,46 @@ static int start_job(struct worker *w, struct job *j, const struct erp_company *
 	return rc;
 }
 
+static int begin_list(struct worker *w, struct job *j, const struct erp_company *c,
+		      const struct plan_entry *pe)
+{
+	struct progress p = {.sql = "UPDATE jobs SET list_begun=1, last_key=NULL, "
+				    "last_modified=NULL, list_count=0, list_checksum=0 WHERE id=?1"};
+	char msg[512];
+	int64_t n;
+	cJSON *body = job_body(j->id), *win;
+	int rc;
+
+	cJSON_AddStringToObject(body, "list", pe->list->name);
+	/* An estimate for the progress bar, when the ERP counts cheaply. */
+	if (!pe->window && w->ops->count(w->erp, c->code, pe->list->name, &n, msg, sizeof(msg)) ==
+				   APS_OK)
+		cJSON_AddNumberToObject(body, "estimate", (double)n);
+	win = cJSON_AddObjectToObject(body, "window");
+	if (pe->window)
+		cJSON_AddStringToObject(win, "from", pe->from);
+	else
+		cJSON_AddNullToObject(win, "from");
+	cJSON_AddStringToObject(win, "to", j->window_to);
+	cJSON_AddStringToObject(body, "read", pe->window ? "window" : "full");
+	rc = produce(w, APSYNC_MSG_LIST_BEGIN, body, 0, j->id, &p);
+	cJSON_Delete(body);
+	return rc;
+}
+
 static int run_job(struct worker *w, struct job *j)
 {
 	const struct erp_company *c;
-	const struct erp_list *l;
-	cJSON *plan, *name, *body;
-	char msg[600];
-	int64_t n, estimate;
-	int rc;
+	struct plan_entry pe;
+	struct resume res;
+	cJSON *plan, *e, *name, *from;
+	char msg[600] = "";
+	int rc = APS_OK;
 
 	if (erp_connect(w)) {
-		/* The job waits for the ERP; the broker sees the reason in HELLO. */
+		/* The job waits for the ERP; the broker sees why. */
+		if (!j->deferred && job_deferred(w, j->id, 1, w->erp_error) == APS_OK)
+			j->deferred = 1;
 		return APS_ERR_BUSY;
 	}
 	c = company(w, j->entity);
@@ -569,67 +941,70 @@ static int run_job(struct worker *w, struct job *j)
 			 w->id.product);
 		return job_end(w, j->id, "failed", "unknown_entity", msg);
 	}
+	if (cancelled(w, j->id))
+		return job_end(w, j->id, "cancelled", NULL, NULL);
 	if (!strcmp(j->state, "pending")) {
-		if (cancelled(w, j->id))
-			return job_end(w, j->id, "cancelled", NULL, NULL);
-		rc = start_job(w, j, c);
+		rc = start_job(w, j, c, msg, sizeof(msg));
+		if (rc == APS_ERR_BUSY || rc == APS_ERR_ERP) {
+			if (!j->deferred && job_deferred(w, j->id, 1, msg) == APS_OK)
+				j->deferred = 1;
+			return APS_ERR_BUSY;
+		}
 		if (rc)
 			return rc;
-		log_notice("job %lld: %s sync of %s started", (long long)j->id, j->mode, j->entity);
+		log_notice("job %lld: %s sync of %s started, up to %s", (long long)j->id, j->mode,
+			   j->entity, j->window_to);
 	} else {
 		log_notice("job %lld: resuming at list %lld%s%s", (long long)j->id,
 			   (long long)j->list_index, j->last_key ? " after key " : "",
 			   j->last_key ? j->last_key : "");
 	}
+	if (j->deferred && job_deferred(w, j->id, 0, "") == APS_OK)
+		j->deferred = 0;
 	plan = j->plan ? cJSON_Parse(j->plan) : NULL;
-	if (!plan)
+	if (!plan || !j->window_to)
 		return job_end(w, j->id, "failed", "internal", "the job's list plan is damaged");
 	for (; j->list_index < cJSON_GetArraySize(plan); j->list_index++) {
-		name = cJSON_GetArrayItem(plan, (int)j->list_index);
-		l = cJSON_IsString(name) ? erp_list_find(name->valuestring) : NULL;
-		if (!l)
+		e = cJSON_GetArrayItem(plan, (int)j->list_index);
+		name = cJSON_GetObjectItemCaseSensitive(e, "list");
+		from = cJSON_GetObjectItemCaseSensitive(e, "from");
+		pe.list = cJSON_IsString(name) ? erp_list_find(name->valuestring) : NULL;
+		pe.window = cJSON_IsString(from);
+		pe.from = pe.window ? from->valuestring : NULL;
+		if (!pe.list)
 			continue;
-		if (cancelled(w, j->id)) {
-			cJSON_Delete(plan);
-			return job_end(w, j->id, "cancelled", NULL, NULL);
-		}
+		if (cancelled(w, j->id))
+			break;
 		if (!j->list_begun) {
-			estimate = -1;
-			if (w->ops->count(w->erp, c->code, l->name, &n, msg, sizeof(msg)) == APS_OK)
-				estimate = n;
-			body = job_body(j->id);
-			cJSON_AddStringToObject(body, "list", l->name);
-			if (estimate >= 0)
-				cJSON_AddNumberToObject(body, "estimate", (double)estimate);
-			rc = produce(w, APSYNC_MSG_LIST_BEGIN, body, 0, j->id,
-				     "UPDATE jobs SET list_begun=1, last_key=NULL, list_count=0, "
-				     "list_checksum=0 WHERE id=?1",
-				     NULL, 0, 0);
-			cJSON_Delete(body);
+			rc = begin_list(w, j, c, &pe);
 			if (rc)
 				break;
 			j->list_begun = 1;
 			free(j->last_key);
-			j->last_key = NULL;
+			free(j->last_modified);
+			j->last_key = j->last_modified = NULL;
 			j->list_count = 0;
 			j->list_checksum = 0;
 		}
-		rc = run_list(w, j->id, c->code, l, j->last_key, j->list_count, j->list_checksum);
+		res.key = j->last_key;
+		res.modified = j->last_modified;
+		res.count = j->list_count;
+		res.checksum = j->list_checksum;
+		rc = run_list(w, j->id, c->code, &pe, j->window_to, &res);
 		free(j->last_key);
-		j->last_key = NULL;
+		free(j->last_modified);
+		j->last_key = j->last_modified = NULL;
 		j->list_count = 0;
 		j->list_checksum = 0;
 		j->list_begun = 0;
-		if (rc == APS_ERR_CONFLICT && cancelled(w, j->id)) {
-			cJSON_Delete(plan);
-			return job_end(w, j->id, "cancelled", NULL, NULL);
-		}
-		if (rc) {
-			cJSON_Delete(plan);
-			return rc; /* stopping, or the state database failed */
-		}
+		if (rc)
+			break;
 	}
 	cJSON_Delete(plan);
+	if (cancelled(w, j->id))
+		return job_end(w, j->id, "cancelled", NULL, NULL);
+	if (rc)
+		return rc; /* stopping, or the state database failed: resumed later */
 	return job_end(w, j->id, "success", NULL, NULL);
 }
 
@@ -658,23 +1033,23 @@ static void *worker_main(void *arg)
 				continue;
 		}
 		/* Nothing to do, or the ERP is away: wait for a command or retry later. */
-		pthread_mutex_lock(&a->mu);
-		if (!a->stop && !a->jobs_changed) {
-			struct timespec ts;
-
-			int64_t ns;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ns = ts.tv_nsec + (a->opts->erp_retry % 1000) * 1000000;
-			ts.tv_sec += a->opts->erp_retry / 1000 + ns / 1000000000;
-			ts.tv_nsec = ns % 1000000000;
-			pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-		}
-		pthread_mutex_unlock(&a->mu);
+		pause_for(w, 0, a->opts->erp_retry);
 		if (!w->erp)
 			erp_connect(w);
 	}
 	return NULL;
+}
+
+static void worker_free(struct worker *w)
+{
+	if (w->erp)
+		w->ops->close(w->erp);
+	sqlite3_finalize(w->dedup);
+	sqlite3_finalize(w->tail);
+	aps_db_close(w->db);
+	EVP_MD_CTX_free(w->md);
+	aps_codec_free(&w->codec);
+	free(w);
 }
 
 int worker__start(struct agent *a, char *err, size_t errlen)
@@ -689,6 +1064,16 @@ int worker__start(struct agent *a, char *err, size_t errlen)
 	rc = state__open(a->opts->state, &w->db, err, errlen);
 	if (rc)
 		goto fail;
+	rc = APS_ERR_DB;
+	if (sqlite3_prepare_v2(w->db, "SELECT 1 FROM overlap WHERE entity=?1 AND list=?2 AND "
+				      "key=?3 AND modified=?4 AND confirmed=1",
+			       -1, &w->dedup, NULL) ||
+	    sqlite3_prepare_v2(w->db, "INSERT OR REPLACE INTO overlap(entity, list, key, modified, "
+				      "modified_ms, job, confirmed) VALUES(?1,?2,?3,?4,?5,?6,0)",
+			       -1, &w->tail, NULL)) {
+		snprintf(err, errlen, "state database: %s", sqlite3_errmsg(w->db));
+		goto fail;
+	}
 	w->md = EVP_MD_CTX_new();
 	if (!w->md) {
 		rc = APS_ERR_NOMEM;
@@ -703,17 +1088,12 @@ int worker__start(struct agent *a, char *err, size_t errlen)
 	the_worker = w;
 	return APS_OK;
 fail:
-	aps_db_close(w->db);
-	EVP_MD_CTX_free(w->md);
-	aps_codec_free(&w->codec);
-	free(w);
+	worker_free(w);
 	return rc;
 }
 
 void worker__stop(struct agent *a)
 {
-	struct worker *w = the_worker;
-
 	if (!a->worker_started)
 		return;
 	pthread_mutex_lock(&a->mu);
@@ -722,11 +1102,6 @@ void worker__stop(struct agent *a)
 	pthread_mutex_unlock(&a->mu);
 	pthread_join(a->worker, NULL);
 	a->worker_started = 0;
-	if (w->erp)
-		w->ops->close(w->erp);
-	aps_db_close(w->db);
-	EVP_MD_CTX_free(w->md);
-	aps_codec_free(&w->codec);
-	free(w);
+	worker_free(the_worker);
 	the_worker = NULL;
 }

@@ -27,6 +27,8 @@ struct broker_opts {
 	int64_t window_bytes;
 	int64_t max_request;   /* REST request body, bytes */
 	int64_t ingest_queue;  /* bytes of decoded frames waiting for the store */
+	int64_t stale_after;   /* s: a sync not started by then says why */
+	int64_t job_timeout;   /* s: a sync whose SyncTool is gone this long times out */
 };
 
 extern const struct aps_cfg_entry broker_serve_cfg[];
@@ -47,6 +49,7 @@ struct broker {
 	size_t agents_cap;
 	size_t agents_n;
 	lws_sorted_usec_list_t tick;
+	int64_t last_check;    /* mono ms of the last job check */
 	int port;
 	char host[256];
 	char cert_path[4096];
@@ -129,6 +132,12 @@ void api_synctools_list(struct http_req *r, const int64_t *p);
 void api_entities_list(struct http_req *r, const int64_t *p);
 void api_syncs_create(struct http_req *r, const int64_t *p);
 void api_syncs_list(struct http_req *r, const int64_t *p);
+void api_syncs_all(struct http_req *r, const int64_t *p);
+void api_syncs_cancel(struct http_req *r, const int64_t *p);
+void api_entity_get(struct http_req *r, const int64_t *p);
+void api_entity_lists(struct http_req *r, const int64_t *p);
+void api_items_page(struct http_req *r, const int64_t *p);
+void api_overview(struct http_req *r, const int64_t *p);
 void api_syncs_get(struct http_req *r, const int64_t *p);
 void api_syncs_log(struct http_req *r, const int64_t *p);
 

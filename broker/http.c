@@ -19,7 +19,7 @@
 
 struct route {
 	int method;
-	const char *pattern; /* '#' segments match a positive integer id */
+	const char *pattern; /* '#' matches a positive integer id, '*' one name */
 	api_fn fn;
 	int auth;            /* needs a Bearer token */
 };
@@ -30,6 +30,12 @@ static const struct route routes[] = {
 	{WSI_TOKEN_GET_URI, "/api/v1/me", api_me, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/synctools", api_synctools_list, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/entities", api_entities_list, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/entities/#", api_entity_get, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/entities/#/lists", api_entity_lists, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/entities/#/lists/*", api_items_page, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/overview", api_overview, 1},
+	{WSI_TOKEN_POST_URI, "/api/v1/syncs/all", api_syncs_all, 1},
+	{WSI_TOKEN_POST_URI, "/api/v1/syncs/#/cancel", api_syncs_cancel, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/syncs", api_syncs_list, 1},
 	{WSI_TOKEN_POST_URI, "/api/v1/syncs", api_syncs_create, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/syncs/#", api_syncs_get, 1},
@@ -63,6 +69,14 @@ static int route_match(const char *pattern, const char *path, int64_t *params)
 			memcpy(seg, path, n);
 			seg[n] = '\0';
 			if (aps_parse_i64(seg, 1, INT64_MAX, &params[np++]))
+				return 0;
+			pattern++;
+			path += n;
+			continue;
+		}
+		if (*pattern == '*') {
+			n = strcspn(path, "/");
+			if (n == 0)
 				return 0;
 			pattern++;
 			path += n;

@@ -122,17 +122,45 @@ static int job_active(const struct store_job_ref *ref)
 	return !strcmp(ref->status, "dispatched") || !strcmp(ref->status, "running");
 }
 
+/* Appends {"col":value,...} for one row; column names are [a-z0-9_] (checked
+ * by aps_batch_parse), values are printed by cJSON without building an
+ * object per row. */
+static int row_json(struct aps_buf *out, const struct aps_batch *b, const cJSON *const *vals)
+{
+	size_t need;
+	int i, rc;
+
+	rc = aps_buf_append(out, "{", 1);
+	for (i = 0; i < b->ncols && !rc; i++) {
+		rc = aps_buf_printf(out, "%s\"%s\":", i ? "," : "", b->cols[i]);
+		need = cJSON_IsString(vals[i]) ? strlen(vals[i]->valuestring) * 6 + 8 : 64;
+		for (;;) {
+			if (rc || (rc = aps_buf_reserve(out, need)))
+				break;
+			if (cJSON_PrintPreallocated((cJSON *)vals[i], (char *)out->data + out->len,
+						    (int)(out->cap - out->len), 0)) {
+				out->len += strlen((char *)out->data + out->len);
+				break;
+			}
+			if (need > APSYNC_MAX_INFLATED)
+				return APS_ERR_NOMEM;
+			need *= 4; /* nested arrays and objects: grow until it fits */
+		}
+	}
+	return rc ? rc : aps_buf_append(out, "}", 1);
+}
+
 static int apply_batch(struct ingest *in, const struct ingest_item *it, char *why, size_t whylen)
 {
 	struct store_list_counts counts = {0};
 	struct store_job_ref ref;
 	struct aps_batch b;
 	struct aps_batch_iter iter;
-	const cJSON *vals[APSYNC_MAX_COLUMNS];
-	enum store_put_outcome outcome;
-	int status_col = -1, modified_col = -1, i, rc;
-	cJSON *obj;
-	uint64_t h;
+	const cJSON *vals[APSYNC_MAX_COLUMNS], *after;
+	struct store_row *rows = NULL;
+	size_t *offs = NULL;
+	const char *prev;
+	int status_col = -1, modified_col = -1, i, n = 0, rc, ranged;
 
 	rc = aps_batch_parse(it->frame.body, &b, why, whylen);
 	if (rc)
@@ -140,54 +168,71 @@ static int apply_batch(struct ingest *in, const struct ingest_item *it, char *wh
 	rc = job_check(in, it, b.job, &ref, why, whylen);
 	if (rc || !job_active(&ref))
 		return rc;
+	/* A full read names the key its batch starts after: the batch then covers
+	 * a whole key range, and keys missing from it were deleted in the ERP. */
+	after = cJSON_GetObjectItemCaseSensitive(it->frame.body, "after");
+	ranged = after != NULL;
+	if (ranged && (strcmp(ref.mode, "full") || !(cJSON_IsNull(after) || cJSON_IsString(after)))) {
+		WHY("BATCH \"after\" belongs to full syncs and is a key or null");
+		return APS_ERR_MESSAGE;
+	}
 	for (i = 0; i < b.ncols; i++) {
 		if (!strcmp(b.cols[i], "status"))
 			status_col = i;
 		else if (!strcmp(b.cols[i], "modified_at"))
 			modified_col = i;
 	}
+	rows = calloc((size_t)b.nrows, sizeof(*rows));
+	offs = calloc((size_t)b.nrows, sizeof(*offs));
+	if (!rows || !offs) {
+		rc = APS_ERR_NOMEM;
+		goto out;
+	}
+	in->row.len = 0;
+	prev = ranged && cJSON_IsString(after) ? after->valuestring : NULL;
 	aps_batch_iter_init(&iter, &b);
 	while (aps_batch_iter_next(&iter, vals)) {
-		h = aps_row_hash(in->md, vals, b.ncols);
-		/* The row as one JSON object, printed into a reused buffer. */
-		obj = cJSON_CreateObject();
-		if (!obj)
-			return APS_ERR_NOMEM;
-		for (i = 0; i < b.ncols; i++)
-			cJSON_AddItemReferenceToObject(obj, b.cols[i], (cJSON *)vals[i]);
-		while (!cJSON_PrintPreallocated(obj, (char *)in->row.data, (int)in->row.cap, 0)) {
-			if (in->row.cap > APSYNC_MAX_INFLATED ||
-			    aps_buf_reserve(&in->row, in->row.cap ? in->row.cap * 2 : 65536)) {
-				cJSON_Delete(obj);
-				return APS_ERR_NOMEM;
-			}
+		struct store_row *r = &rows[n];
+
+		r->key = vals[b.key_col]->valuestring;
+		if (ranged && prev && strcmp(prev, r->key) >= 0) {
+			WHY("BATCH of a full read: key \"%.60s\" does not follow \"%.60s\" in "
+			    "byte order",
+			    r->key, prev);
+			rc = APS_ERR_MESSAGE;
+			goto out;
 		}
-		cJSON_Delete(obj);
-		rc = store_item_put(
-			in->store, ref.entity_id, b.list, b.job, vals[b.key_col]->valuestring, h,
-			status_col >= 0 && cJSON_IsString(vals[status_col])
-				? vals[status_col]->valuestring
-				: NULL,
-			modified_col >= 0 && cJSON_IsString(vals[modified_col])
-				? vals[modified_col]->valuestring
-				: NULL,
-			(const char *)in->row.data, strlen((const char *)in->row.data), &outcome);
+		prev = r->key;
+		r->hash = aps_row_hash(in->md, vals, b.ncols);
+		r->status = status_col >= 0 && cJSON_IsString(vals[status_col])
+				    ? vals[status_col]->valuestring
+				    : NULL;
+		r->modified = modified_col >= 0 && cJSON_IsString(vals[modified_col])
+				      ? vals[modified_col]->valuestring
+				      : NULL;
+		offs[n] = in->row.len;
+		rc = row_json(&in->row, &b, vals);
 		if (rc)
-			return rc;
-		counts.received++;
-		counts.checksum += h;
-		if (outcome == STORE_INSERTED)
-			counts.inserted++;
-		else if (outcome == STORE_UPDATED)
-			counts.updated++;
-		else
-			counts.unchanged++;
+			goto out;
+		r->data_len = in->row.len - offs[n];
+		counts.checksum += r->hash;
+		n++;
 	}
-	rc = store_job_list_add(in->store, b.job, b.list, &counts);
+	/* The rows' texts live in one buffer that may have moved while growing. */
+	for (i = 0; i < n; i++)
+		rows[i].data = (const char *)in->row.data + offs[i];
+	counts.received = n;
+	rc = store_items_apply(in->store, ref.entity_id, b.list, b.job, rows, n, ranged,
+			       ranged && cJSON_IsString(after) ? after->valuestring : NULL, &counts);
+	if (!rc)
+		rc = store_job_list_add(in->store, b.job, b.list, &counts);
 	if (rc == APS_ERR_NOTFOUND) {
 		WHY("BATCH for list %s of job %lld before its LIST_BEGIN", b.list, (long long)b.job);
-		return APS_ERR_MESSAGE;
+		rc = APS_ERR_MESSAGE;
 	}
+out:
+	free(rows);
+	free(offs);
 	return rc;
 }
 
@@ -229,10 +274,14 @@ static int apply(struct ingest *in, const struct ingest_item *it, int *job_ended
 			WHY("JOB_STATUS lacks a state");
 			return APS_ERR_MESSAGE;
 		}
+		msg = str_field(body, "message");
 		if (!strcmp(s, "running"))
 			rc = store_job_running(in->store, job, now);
-		if (!rc && (msg = str_field(body, "message")))
-			rc = store_job_log_add(in->store, job, now, "info", msg);
+		else if (!strcmp(s, "deferred"))
+			rc = store_job_reason(in->store, job, msg ? msg : "waiting for the ERP");
+		if (!rc && msg)
+			rc = store_job_log_add(in->store, job, now,
+					       strcmp(s, "deferred") ? "info" : "warn", msg);
 		return rc;
 	case APSYNC_MSG_LIST_BEGIN:
 		if (!aps_name_valid(list)) {
@@ -245,6 +294,23 @@ static int apply(struct ingest *in, const struct ingest_item *it, int *job_ended
 		if (!aps_name_valid(list) || (!code && int_field(body, "count", -1) < 0)) {
 			WHY("LIST_END lacks a list name or a count");
 			return APS_ERR_MESSAGE;
+		}
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "complete")) && !code) {
+			/* The full read reached the list's end: later keys are gone. */
+			struct store_list_counts del = {0};
+			const cJSON *after = cJSON_GetObjectItemCaseSensitive(body, "after");
+
+			if (strcmp(ref.mode, "full") || !(cJSON_IsNull(after) || cJSON_IsString(after))) {
+				WHY("LIST_END \"complete\" belongs to full syncs, with an \"after\" key");
+				return APS_ERR_MESSAGE;
+			}
+			rc = store_items_delete_after(in->store, ref.entity_id, list, job,
+						      cJSON_IsString(after) ? after->valuestring : NULL,
+						      &del.deleted);
+			if (!rc)
+				rc = store_job_list_add(in->store, job, list, &del);
+			if (rc && rc != APS_ERR_NOTFOUND)
+				return rc;
 		}
 		rc = store_job_list_end(in->store, job, list, int_field(body, "count", 0),
 					str_field(body, "checksum"), code, msg, now);
@@ -261,6 +327,8 @@ static int apply(struct ingest *in, const struct ingest_item *it, int *job_ended
 			return APS_ERR_MESSAGE;
 		}
 		rc = store_job_end(in->store, job, s, code, msg, now, final);
+		if (!rc)
+			rc = store_job_result(in->store, job, now);
 		if (!rc) {
 			snprintf(line, sizeof(line), "sync ended: %s%s%s", final, msg ? ": " : "",
 				 msg ? msg : "");

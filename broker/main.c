@@ -35,6 +35,10 @@ const struct aps_cfg_entry broker_serve_cfg[] = {
 	 "largest REST request body, bytes"},
 	{"ingest-queue", APS_CFG_INT, OPT(ingest_queue), 1048576, 4294967296, "134217728", 0,
 	 "bytes of received messages waiting for the store before reading pauses"},
+	{"stale-after", APS_CFG_INT, OPT(stale_after), 1, 86400, "120", 0,
+	 "seconds after which a sync that has not started says why"},
+	{"job-timeout", APS_CFG_INT, OPT(job_timeout), 10, 604800, "900", 0,
+	 "seconds a SyncTool may be offline during its sync before the sync times out"},
 	APS_CFG_END,
 };
 

@@ -28,7 +28,20 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 {
 	struct broker *b = lws_container_of(sul, struct broker, tick);
 
+	cJSON *agents = NULL, *a;
+
 	agents__tick(b);
+	/* Every few seconds: syncs waiting too long say why; syncs whose
+	 * SyncTool is gone too long time out (and the SyncTool is told). */
+	if (aps_mono_ms() - b->last_check >= 5000) {
+		b->last_check = aps_mono_ms();
+		if (store_jobs_check(b->store, aps_now_ms(), b->opts->stale_after * 1000,
+				     b->opts->job_timeout * 1000, &agents) == APS_OK) {
+			cJSON_ArrayForEach(a, agents)
+				agents__kick(b, (int64_t)a->valuedouble);
+		}
+		cJSON_Delete(agents);
+	}
 	lws_sul_schedule(b->ctx, 0, &b->tick, on_tick, LWS_US_PER_SEC);
 }
 

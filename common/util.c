@@ -63,6 +63,32 @@ static int digits(const char **s, int n, int *out)
 
 int aps_time_parse(const char *s, int64_t *ms)
 {
+	int off;
+
+	return aps_time_parse_offset(s, ms, &off);
+}
+
+char *aps_time_format_offset(int64_t ms, int offset_min, char out[APS_TIME_LEN])
+{
+	int64_t local = ms + (int64_t)offset_min * 60000;
+	time_t secs = (time_t)(local / 1000);
+	int frac = (int)(local % 1000), a = offset_min < 0 ? -offset_min : offset_min;
+	struct tm tm;
+	size_t n;
+
+	if (frac < 0) {
+		frac += 1000;
+		secs--;
+	}
+	gmtime_r(&secs, &tm);
+	n = strftime(out, APS_TIME_LEN - 11, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, APS_TIME_LEN - n, ".%03d%c%02d:%02d", frac, offset_min < 0 ? '-' : '+',
+		 (a / 60) % 100, a % 60);
+	return out;
+}
+
+int aps_time_parse_offset(const char *s, int64_t *ms, int *offset_min)
+{
 	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, oh = 0, om = 0, sign = 0, n;
 	struct tm tm;
 	time_t t;
@@ -111,6 +137,7 @@ int aps_time_parse(const char *s, int64_t *ms)
 	if (t == (time_t)-1)
 		return APS_ERR_INVAL;
 	*ms = ((int64_t)t - sign * (oh * 3600 + om * 60)) * 1000 + frac;
+	*offset_min = sign * (oh * 60 + om);
 	return APS_OK;
 }
 

@@ -26,6 +26,13 @@ char *aps_time_iso(int64_t ms, char out[APS_TIME_LEN]);
  * (no zone means UTC) into milliseconds since the epoch. */
 int aps_time_parse(const char *s, int64_t *ms);
 
+/* ERP-local times keep their offset: "2024-05-01T10:22:33.120-05:00".
+ * Parses such a text into the instant (ms) and the offset (minutes east of
+ * UTC; 0 for "Z" or no zone). */
+int aps_time_parse_offset(const char *s, int64_t *ms, int *offset_min);
+/* Formats an instant at an offset; out holds APS_TIME_LEN bytes. */
+char *aps_time_format_offset(int64_t ms, int offset_min, char out[APS_TIME_LEN]);
+
 /* Cryptographically strong random bytes (OpenSSL). */
 int aps_random(void *buf, size_t n);
 /* Lower-case hex; out holds 2n+1. */

@@ -58,7 +58,7 @@ enum apsync_msg_type {
 
 	/* broker → agent, sequenced */
 	APSYNC_MSG_SYNC_START = 0x10,
-	APSYNC_MSG_SYNC_CANCEL = 0x11,
+	APSYNC_MSG_JOB_RESULT = 0x12,  /* the broker's verdict: ends or cancels a job */
 
 	/* agent → broker, sequenced */
 	APSYNC_MSG_JOB_STATUS = 0x20,

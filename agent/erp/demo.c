@@ -993,6 +993,17 @@ out:
 	return rc;
 }
 
+/* The demo ERP is a file: its clock is the machine's, at the file's offset. */
+static int demo_clock(struct erp *e, char out[40], char *err, size_t errlen)
+{
+	char iso[APS_TIME_LEN];
+
+	(void)err;
+	(void)errlen;
+	snprintf(out, 40, "%s", aps_time_format_offset(aps_now_ms(), e->offset_min, iso));
+	return APS_OK;
+}
+
 const struct erp_ops erp_demo_ops = {
     .scheme = "demo",
     .description = "apsync demo ERP (generated SQLite file)",
@@ -1000,5 +1011,6 @@ const struct erp_ops erp_demo_ops = {
     .close = demo_close,
     .identity = demo_identity,
     .count = demo_count,
+    .clock = demo_clock,
     .read = demo_read,
 };

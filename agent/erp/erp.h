@@ -86,7 +86,13 @@ struct erp_ops {
 	int (*identity)(struct erp *e, struct erp_identity *id, char *err, size_t errlen);
 	int (*count)(struct erp *e, const char *company, const char *list, int64_t *n, char *err,
 		     size_t errlen);
-	/* Calls fn for each row, at most req->limit; *nread tells how many. */
+	/* The ERP's current time, in its local time with its offset (the same
+	 * form as modified_at). Windows of partial syncs end at this minus a lag,
+	 * so the ERP's clock, not the agent's, decides what "now" is. */
+	int (*clock)(struct erp *e, char out[40], char *err, size_t errlen);
+	/* Calls fn for each row, at most req->limit; *nread tells how many.
+	 * ERP_ORDER_KEY is byte order of the keys' UTF-8 (binary collation):
+	 * the broker detects deleted rows by key ranges in that order. */
 	int (*read)(struct erp *e, const struct erp_read *req, erp_row_fn fn, void *ud,
 		    int *nread, char *err, size_t errlen);
 };

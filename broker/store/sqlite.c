@@ -132,6 +132,12 @@ static const struct aps_migration migrations[] = {
 	    " body TEXT NOT NULL,"
 	    " created_at INTEGER NOT NULL,"
 	    " PRIMARY KEY(agent_id, seq)) WITHOUT ROWID;"},
+	/* Partial syncs, PO & Receivings, waiting reasons; item paging. */
+	{2, "ALTER TABLE jobs ADD COLUMN po_enabled INTEGER NOT NULL DEFAULT 1;"
+	    "ALTER TABLE jobs ADD COLUMN po_since TEXT;"
+	    "ALTER TABLE jobs ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;"
+	    "CREATE INDEX jobs_entity_status ON jobs(entity_id, status, id);"
+	    "CREATE INDEX items_changed ON items(entity_id, list, updated_at, key);"},
 };
 
 /* Statements used on hot or frequent paths, prepared once per connection. */
@@ -139,7 +145,8 @@ enum stmt_id {
 	ST_ITEM_GET,
 	ST_ITEM_INSERT,
 	ST_ITEM_UPDATE,
-	ST_ITEM_TOUCH,
+	ST_ITEM_RANGE,
+	ST_ITEM_DELETE,
 	ST_LIST_SUM,
 	ST_LIST_ADD,
 	ST_RX_SET,
@@ -160,14 +167,17 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_ITEM_UPDATE] = "UPDATE items SET hash=?4, status=?5, modified=?6, deleted=0, "
 			   "last_job=?7, updated_at=?8, data=?9 "
 			   "WHERE entity_id=?1 AND list=?2 AND key=?3",
-	[ST_ITEM_TOUCH] = "UPDATE items SET last_job=?4 WHERE entity_id=?1 AND list=?2 AND key=?3",
+	[ST_ITEM_RANGE] = "SELECT key, hash, deleted FROM items WHERE entity_id=?1 AND list=?2 AND "
+			  "key>?3 AND key<=?4 ORDER BY key",
+	[ST_ITEM_DELETE] = "UPDATE items SET deleted=1, last_job=?4, updated_at=?5 "
+			   "WHERE entity_id=?1 AND list=?2 AND key=?3",
 	/* checksum: SQLite integers do not wrap, so the sum is made in C */
 	[ST_LIST_SUM] = "SELECT checksum FROM job_lists WHERE job_id=?1 AND list=?2",
 	[ST_LIST_ADD] = "UPDATE job_lists SET received=received+?3, inserted=inserted+?4, "
-			"updated=updated+?5, unchanged=unchanged+?6, checksum=?7 "
-			"WHERE job_id=?1 AND list=?2",
+			"updated=updated+?5, unchanged=unchanged+?6, checksum=?7, "
+			"deleted=deleted+?8 WHERE job_id=?1 AND list=?2",
 	[ST_RX_SET] = "UPDATE agents SET rx_seq=?2 WHERE id=?1",
-	[ST_JOB_REF] = "SELECT entity_id, agent_id, status FROM jobs WHERE id=?1",
+	[ST_JOB_REF] = "SELECT entity_id, agent_id, status, mode FROM jobs WHERE id=?1",
 	[ST_TOKEN_AUTH] = "SELECT u.id, u.tenant_id, u.email, u.role, t.name FROM api_tokens k "
 			  "JOIN users u ON u.id=k.user_id JOIN tenants t ON t.id=u.tenant_id "
 			  "WHERE k.token_hash=?1 AND k.revoked_at IS NULL",
@@ -313,6 +323,30 @@ static void add_json(cJSON *o, const char *name, sqlite3_stmt *st, int col)
 	cJSON *v = t ? cJSON_Parse((const char *)t) : NULL;
 
 	cJSON_AddItemToObject(o, name, v ? v : cJSON_CreateNull());
+}
+
+static void add_duration(cJSON *o, sqlite3_stmt *st, int start_col, int end_col)
+{
+	if (sqlite3_column_type(st, start_col) == SQLITE_NULL ||
+	    sqlite3_column_type(st, end_col) == SQLITE_NULL)
+		cJSON_AddNullToObject(o, "duration_ms");
+	else
+		cJSON_AddNumberToObject(o, "duration_ms",
+					(double)(sqlite3_column_int64(st, end_col) -
+						 sqlite3_column_int64(st, start_col)));
+}
+
+static void add_error(cJSON *o, sqlite3_stmt *st, int code_col, int msg_col)
+{
+	cJSON *e;
+
+	if (sqlite3_column_type(st, code_col) == SQLITE_NULL) {
+		cJSON_AddNullToObject(o, "error");
+		return;
+	}
+	e = cJSON_AddObjectToObject(o, "error");
+	add_text(e, "code", st, code_col);
+	add_text(e, "message", st, msg_col);
 }
 
 /* ---- tenants, users, tokens ---- */
@@ -763,51 +797,350 @@ fail:
 	return NULL;
 }
 
+/* Milliseconds: the average duration of the entity's last five successful
+ * syncs of a mode, or null. */
+static void add_estimate(struct store *s, cJSON *o, const char *name, int64_t entity_id,
+			 const char *mode)
+{
+	sqlite3_stmt *st = prepare(s, "SELECT avg(d) FROM (SELECT finished_at-started_at AS d FROM "
+				      "jobs WHERE entity_id=?1 AND mode=?2 AND status='success' "
+				      "ORDER BY id DESC LIMIT 5)");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, entity_id);
+		sqlite3_bind_text(st, 2, mode, -1, SQLITE_STATIC);
+	}
+	if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		cJSON_AddNumberToObject(o, name, (double)(int64_t)sqlite3_column_double(st, 0));
+	else
+		cJSON_AddNullToObject(o, name);
+	sqlite3_finalize(st);
+}
+
+static cJSON *entity_json(struct store *s, sqlite3_stmt *st, sqlite3_stmt *tools,
+			  sqlite3_stmt *last)
+{
+	cJSON *o = cJSON_CreateObject(), *list, *t, *all, *est, *ls;
+	int64_t id = sqlite3_column_int64(st, 0);
+	int live = 0, nlists;
+	const char *lists;
+
+	cJSON_AddNumberToObject(o, "id", (double)id);
+	add_text(o, "code", st, 1);
+	add_text(o, "name", st, 2);
+	add_text(o, "erp", st, 3);
+	add_text(o, "currency", st, 4);
+	add_json(o, "lists", st, 5);
+	add_text(o, "po_types", st, 6);
+	add_time(o, "created_at", st, 7);
+	lists = (const char *)sqlite3_column_text(st, 5);
+	nlists = lists && strcmp(lists, "[]") ? 1 : 0;
+	list = cJSON_AddArrayToObject(o, "synctools");
+	sqlite3_bind_int64(tools, 1, id);
+	while (sqlite3_step(tools) == SQLITE_ROW) {
+		t = cJSON_CreateObject();
+		cJSON_AddNumberToObject(t, "id", (double)sqlite3_column_int64(tools, 0));
+		add_text(t, "name", tools, 1);
+		cJSON_AddStringToObject(t, "status", sqlite3_column_int(tools, 2) ? "online" : "offline");
+		add_time(t, "last_seen", tools, 3);
+		cJSON_AddItemToArray(list, t);
+		live++;
+	}
+	sqlite3_reset(tools);
+	/* the last successful sync: its start is the default Sync From */
+	sqlite3_bind_int64(last, 1, id);
+	ls = NULL;
+	if (sqlite3_step(last) == SQLITE_ROW) {
+		ls = cJSON_AddObjectToObject(o, "last_success");
+		cJSON_AddNumberToObject(ls, "sync", (double)sqlite3_column_int64(last, 0));
+		add_text(ls, "mode", last, 1);
+		add_time(ls, "started_at", last, 2);
+		add_time(ls, "finished_at", last, 3);
+		add_duration(ls, last, 2, 3);
+	} else {
+		cJSON_AddNullToObject(o, "last_success");
+	}
+	sqlite3_reset(last);
+	all = cJSON_AddObjectToObject(o, "sync_all");
+	if (!live || !nlists) {
+		cJSON_AddBoolToObject(all, "eligible", 0);
+		cJSON_AddStringToObject(all, "reason",
+					!live ? "no enrolled SyncTool serves this entity"
+					      : "its ERP offers no list the SyncTool can sync");
+	} else if (!ls) {
+		cJSON_AddBoolToObject(all, "eligible", 0);
+		cJSON_AddStringToObject(all, "reason",
+					"it has never synced successfully; run a full sync of it "
+					"first");
+	} else {
+		cJSON_AddBoolToObject(all, "eligible", 1);
+		cJSON_AddNullToObject(all, "reason");
+	}
+	est = cJSON_AddObjectToObject(o, "estimate_ms");
+	add_estimate(s, est, "full", id, "full");
+	add_estimate(s, est, "partial", id, "partial");
+	return o;
+}
+
+#define ENTITY_COLS "SELECT id, code, name, erp_product, currency, lists, po_types, created_at "
+#define TOOLS_SQL                                                                              \
+	"SELECT a.id, a.name, a.online, a.last_seen FROM entity_agents l JOIN agents a ON "      \
+	"a.id=l.agent_id WHERE l.entity_id=?1 AND a.revoked_at IS NULL ORDER BY l.last_hello DESC"
+#define LAST_SQL                                                                               \
+	"SELECT id, mode, started_at, finished_at FROM jobs WHERE entity_id=?1 AND "            \
+	"status='success' ORDER BY id DESC LIMIT 1"
+
+static cJSON *entities_query(struct store *s, int64_t tenant_id, int64_t entity_id)
+{
+	sqlite3_stmt *st, *tools, *last;
+	cJSON *arr = cJSON_CreateArray();
+
+	st = prepare(s, ENTITY_COLS "FROM entities WHERE tenant_id=?1 AND (?2=0 OR id=?2) "
+				    "ORDER BY name");
+	tools = prepare(s, TOOLS_SQL);
+	last = prepare(s, LAST_SQL);
+	if (!st || !tools || !last || !arr) {
+		cJSON_Delete(arr);
+		arr = NULL;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, tenant_id);
+	sqlite3_bind_int64(st, 2, entity_id);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		cJSON_AddItemToArray(arr, entity_json(s, st, tools, last));
+out:
+	sqlite3_finalize(st);
+	sqlite3_finalize(tools);
+	sqlite3_finalize(last);
+	return arr;
+}
+
 cJSON *store_entities_list(struct store *s, int64_t tenant_id)
 {
-	sqlite3_stmt *st, *tools;
-	cJSON *arr = cJSON_CreateArray(), *o, *list, *t;
+	return entities_query(s, tenant_id, 0);
+}
 
-	st = prepare(s, "SELECT id, code, name, erp_product, currency, lists, po_types, created_at "
-			"FROM entities WHERE tenant_id=?1 ORDER BY name");
-	tools = prepare(s, "SELECT a.id, a.name, a.online, a.last_seen FROM entity_agents l "
-			   "JOIN agents a ON a.id=l.agent_id WHERE l.entity_id=?1 AND "
-			   "a.revoked_at IS NULL ORDER BY l.last_hello DESC");
-	if (!st || !tools || !arr)
-		goto fail;
+cJSON *store_entity_get(struct store *s, int64_t tenant_id, int64_t entity_id)
+{
+	cJSON *arr = entities_query(s, tenant_id, entity_id), *e;
+
+	e = arr ? cJSON_DetachItemFromArray(arr, 0) : NULL;
+	cJSON_Delete(arr);
+	return e;
+}
+
+cJSON *store_overview(struct store *s, int64_t tenant_id)
+{
+	sqlite3_stmt *st;
+	cJSON *arr = cJSON_CreateArray(), *o, *job;
+
+	st = prepare(s, "SELECT e.id, e.code, e.name, (SELECT max(j.id) FROM jobs j WHERE "
+			"j.entity_id=e.id) FROM entities e WHERE e.tenant_id=?1 ORDER BY e.name");
+	if (!st || !arr) {
+		cJSON_Delete(arr);
+		sqlite3_finalize(st);
+		return NULL;
+	}
 	sqlite3_bind_int64(st, 1, tenant_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		o = cJSON_CreateObject();
 		cJSON_AddItemToArray(arr, o);
-		cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
+		cJSON_AddNumberToObject(o, "entity", (double)sqlite3_column_int64(st, 0));
 		add_text(o, "code", st, 1);
 		add_text(o, "name", st, 2);
-		add_text(o, "erp", st, 3);
-		add_text(o, "currency", st, 4);
-		add_json(o, "lists", st, 5);
-		add_text(o, "po_types", st, 6);
-		add_time(o, "created_at", st, 7);
-		list = cJSON_AddArrayToObject(o, "synctools");
-		sqlite3_bind_int64(tools, 1, sqlite3_column_int64(st, 0));
-		while (sqlite3_step(tools) == SQLITE_ROW) {
-			t = cJSON_CreateObject();
-			cJSON_AddNumberToObject(t, "id", (double)sqlite3_column_int64(tools, 0));
-			add_text(t, "name", tools, 1);
-			cJSON_AddStringToObject(t, "status",
-						sqlite3_column_int(tools, 2) ? "online" : "offline");
-			add_time(t, "last_seen", tools, 3);
-			cJSON_AddItemToArray(list, t);
-		}
-		sqlite3_reset(tools);
+		job = sqlite3_column_type(st, 3) == SQLITE_NULL
+			      ? NULL
+			      : store_job_get(s, tenant_id, sqlite3_column_int64(st, 3));
+		cJSON_AddItemToObject(o, "latest", job ? job : cJSON_CreateNull());
 	}
 	sqlite3_finalize(st);
-	sqlite3_finalize(tools);
 	return arr;
-fail:
+}
+
+cJSON *store_entity_lists(struct store *s, int64_t tenant_id, int64_t entity_id)
+{
+	sqlite3_stmt *ent, *last_ok = NULL, *latest = NULL, *held = NULL, *est = NULL;
+	cJSON *names = NULL, *arr = NULL, *o, *it, *run;
+
+	ent = prepare(s, "SELECT lists FROM entities WHERE id=?1 AND tenant_id=?2");
+	if (!ent)
+		return NULL;
+	sqlite3_bind_int64(ent, 1, entity_id);
+	sqlite3_bind_int64(ent, 2, tenant_id);
+	if (sqlite3_step(ent) == SQLITE_ROW)
+		names = cJSON_Parse((const char *)sqlite3_column_text(ent, 0));
+	sqlite3_finalize(ent);
+	if (!names)
+		return NULL;
+	last_ok = prepare(s, "SELECT l.finished_at, l.started_at, j.id FROM job_lists l JOIN jobs j "
+			     "ON j.id=l.job_id WHERE j.entity_id=?1 AND l.list=?2 AND "
+			     "l.status='success' ORDER BY j.id DESC LIMIT 1");
+	latest = prepare(s, "SELECT j.id, l.status, l.error_code, l.error_message, l.received, "
+			    "l.estimate, j.status FROM job_lists l JOIN jobs j ON j.id=l.job_id "
+			    "WHERE j.entity_id=?1 AND l.list=?2 ORDER BY j.id DESC LIMIT 1");
+	held = prepare(s, "SELECT count(*) FROM items WHERE entity_id=?1 AND list=?2 AND "
+			  "deleted=0");
+	est = prepare(s, "SELECT avg(d) FROM (SELECT l.finished_at-l.started_at AS d FROM job_lists "
+			 "l JOIN jobs j ON j.id=l.job_id WHERE j.entity_id=?1 AND l.list=?2 AND "
+			 "l.status='success' ORDER BY j.id DESC LIMIT 5)");
+	arr = cJSON_CreateArray();
+	if (!last_ok || !latest || !held || !est || !arr) {
+		cJSON_Delete(arr);
+		arr = NULL;
+		goto out;
+	}
+	cJSON_ArrayForEach(it, names) {
+		if (!cJSON_IsString(it))
+			continue;
+		o = cJSON_CreateObject();
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddStringToObject(o, "list", it->valuestring);
+		sqlite3_bind_int64(last_ok, 1, entity_id);
+		sqlite3_bind_text(last_ok, 2, it->valuestring, -1, SQLITE_STATIC);
+		if (sqlite3_step(last_ok) == SQLITE_ROW) {
+			add_time(o, "last_synced", last_ok, 0);
+			add_duration(o, last_ok, 1, 0);
+			cJSON_AddNumberToObject(o, "last_sync", (double)sqlite3_column_int64(last_ok, 2));
+		} else {
+			cJSON_AddNullToObject(o, "last_synced");
+			cJSON_AddNullToObject(o, "duration_ms");
+			cJSON_AddNullToObject(o, "last_sync");
+		}
+		sqlite3_reset(last_ok);
+		sqlite3_bind_int64(latest, 1, entity_id);
+		sqlite3_bind_text(latest, 2, it->valuestring, -1, SQLITE_STATIC);
+		run = NULL;
+		if (sqlite3_step(latest) == SQLITE_ROW) {
+			add_text(o, "status", latest, 1);
+			add_error(o, latest, 2, 3);
+			if (!strcmp((const char *)sqlite3_column_text(latest, 1), "running")) {
+				run = cJSON_AddObjectToObject(o, "running");
+				cJSON_AddNumberToObject(run, "sync",
+							(double)sqlite3_column_int64(latest, 0));
+				cJSON_AddNumberToObject(run, "done",
+							(double)sqlite3_column_int64(latest, 4));
+				if (sqlite3_column_type(latest, 5) == SQLITE_NULL)
+					cJSON_AddNullToObject(run, "estimate");
+				else
+					cJSON_AddNumberToObject(run, "estimate",
+								(double)sqlite3_column_int64(latest, 5));
+			}
+		} else {
+			cJSON_AddNullToObject(o, "status");
+			cJSON_AddNullToObject(o, "error");
+		}
+		if (!run)
+			cJSON_AddNullToObject(o, "running");
+		sqlite3_reset(latest);
+		sqlite3_bind_int64(held, 1, entity_id);
+		sqlite3_bind_text(held, 2, it->valuestring, -1, SQLITE_STATIC);
+		if (sqlite3_step(held) == SQLITE_ROW)
+			cJSON_AddNumberToObject(o, "items", (double)sqlite3_column_int64(held, 0));
+		sqlite3_reset(held);
+		sqlite3_bind_int64(est, 1, entity_id);
+		sqlite3_bind_text(est, 2, it->valuestring, -1, SQLITE_STATIC);
+		if (sqlite3_step(est) == SQLITE_ROW && sqlite3_column_type(est, 0) != SQLITE_NULL)
+			cJSON_AddNumberToObject(o, "estimate_ms",
+						(double)(int64_t)sqlite3_column_double(est, 0));
+		else
+			cJSON_AddNullToObject(o, "estimate_ms");
+		sqlite3_reset(est);
+	}
+out:
+	cJSON_Delete(names);
+	sqlite3_finalize(last_ok);
+	sqlite3_finalize(latest);
+	sqlite3_finalize(held);
+	sqlite3_finalize(est);
+	return arr;
+}
+
+int store_items_page(struct store *s, int64_t tenant_id, int64_t entity_id, const char *list,
+		     const struct store_page *pg, cJSON **out)
+{
+	sqlite3_stmt *st = NULL;
+	cJSON *o = NULL, *items, *it;
+	char cur_key[APSYNC_MAX_KEY_LEN + 1] = "", next[APSYNC_MAX_KEY_LEN + 32];
+	int64_t cur_ms = -1, last_ms = 0;
+	const char *colon;
+	int n = 0, rc = APS_ERR_DB;
+
+	*out = NULL;
+	st = prepare(s, "SELECT 1 FROM entities WHERE id=?1 AND tenant_id=?2");
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, entity_id);
+	sqlite3_bind_int64(st, 2, tenant_id);
+	rc = sqlite3_step(st) == SQLITE_ROW ? APS_OK : APS_ERR_NOTFOUND;
 	sqlite3_finalize(st);
-	sqlite3_finalize(tools);
-	cJSON_Delete(arr);
-	return NULL;
+	st = NULL;
+	if (rc)
+		return rc;
+	/* The cursor is the last key, or "ms:key" when ordered by change time. */
+	if (pg->cursor) {
+		colon = pg->changed_since ? strchr(pg->cursor, ':') : NULL;
+		if (pg->changed_since) {
+			char num[24];
+
+			if (!colon || colon == pg->cursor || (size_t)(colon - pg->cursor) >= sizeof(num))
+				return APS_ERR_INVAL;
+			memcpy(num, pg->cursor, (size_t)(colon - pg->cursor));
+			num[colon - pg->cursor] = '\0';
+			if (aps_parse_i64(num, 0, INT64_MAX, &cur_ms))
+				return APS_ERR_INVAL;
+		}
+		if (strlen(colon ? colon + 1 : pg->cursor) > APSYNC_MAX_KEY_LEN)
+			return APS_ERR_INVAL;
+		snprintf(cur_key, sizeof(cur_key), "%s", colon ? colon + 1 : pg->cursor);
+	}
+	st = prepare(s, pg->changed_since
+			       ? "SELECT key, status, deleted, modified, updated_at, data FROM items "
+				 "WHERE entity_id=?1 AND list=?2 AND updated_at>=?3 AND "
+				 "(updated_at>?4 OR (updated_at=?4 AND key>?5)) AND (?6 IS NULL OR "
+				 "(?6='deleted' AND deleted=1) OR (deleted=0 AND status=?6)) "
+				 "ORDER BY updated_at, key LIMIT ?7"
+			       : "SELECT key, status, deleted, modified, updated_at, data FROM items "
+				 "WHERE entity_id=?1 AND list=?2 AND key>?5 AND (?6 IS NULL OR "
+				 "(?6='deleted' AND deleted=1) OR (deleted=0 AND status=?6)) "
+				 "ORDER BY key LIMIT ?7");
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, entity_id);
+	sqlite3_bind_text(st, 2, list, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, pg->changed_since);
+	sqlite3_bind_int64(st, 4, cur_ms);
+	sqlite3_bind_text(st, 5, cur_key, -1, SQLITE_STATIC);
+	aps_db_bind_text(st, 6, pg->status);
+	sqlite3_bind_int(st, 7, pg->limit + 1);
+	o = cJSON_CreateObject();
+	items = cJSON_AddArrayToObject(o, "items");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n == pg->limit) {
+			/* one more exists: the page ends at the previous row */
+			if (pg->changed_since)
+				snprintf(next, sizeof(next), "%lld:%s", (long long)last_ms, cur_key);
+			else
+				snprintf(next, sizeof(next), "%s", cur_key);
+			cJSON_AddStringToObject(o, "next", next);
+			break;
+		}
+		it = cJSON_CreateObject();
+		cJSON_AddItemToArray(items, it);
+		add_text(it, "key", st, 0);
+		add_text(it, "status", st, 1);
+		cJSON_AddBoolToObject(it, "deleted", sqlite3_column_int(st, 2));
+		add_text(it, "modified_at", st, 3);
+		add_time(it, "updated_at", st, 4);
+		add_json(it, "data", st, 5);
+		snprintf(cur_key, sizeof(cur_key), "%s", (const char *)sqlite3_column_text(st, 0));
+		last_ms = sqlite3_column_int64(st, 4);
+		n++;
+	}
+	if (!cJSON_GetObjectItemCaseSensitive(o, "next"))
+		cJSON_AddNullToObject(o, "next");
+	sqlite3_finalize(st);
+	*out = o;
+	return APS_OK;
 }
 
 int store_entity_agent(struct store *s, int64_t tenant_id, int64_t entity_id,
@@ -836,8 +1169,8 @@ int store_entity_agent(struct store *s, int64_t tenant_id, int64_t entity_id,
 int store_job_create(struct store *s, const struct store_job_req *r, int64_t now, int64_t *job_id)
 {
 	sqlite3_stmt *st = prepare(s, "INSERT INTO jobs(tenant_id, entity_id, agent_id, mode, lists, "
-				      "since, status, requested_by, created_at) "
-				      "VALUES(?1,?2,?3,?4,?5,?6,'queued',?7,?8)");
+				      "since, po_enabled, po_since, status, requested_by, created_at) "
+				      "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,'queued',?9,?10)");
 	int rc;
 
 	if (!st)
@@ -848,8 +1181,10 @@ int store_job_create(struct store *s, const struct store_job_req *r, int64_t now
 	aps_db_bind_text(st, 4, r->mode);
 	aps_db_bind_text(st, 5, r->lists);
 	aps_db_bind_text(st, 6, r->since);
-	aps_db_bind_text(st, 7, r->requested_by);
-	sqlite3_bind_int64(st, 8, now);
+	sqlite3_bind_int(st, 7, r->po_enabled);
+	aps_db_bind_text(st, 8, r->po_since);
+	aps_db_bind_text(st, 9, r->requested_by);
+	sqlite3_bind_int64(st, 10, now);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
@@ -858,29 +1193,7 @@ int store_job_create(struct store *s, const struct store_job_req *r, int64_t now
 	return APS_OK;
 }
 
-static void add_duration(cJSON *o, sqlite3_stmt *st, int start_col, int end_col)
-{
-	if (sqlite3_column_type(st, start_col) == SQLITE_NULL ||
-	    sqlite3_column_type(st, end_col) == SQLITE_NULL)
-		cJSON_AddNullToObject(o, "duration_ms");
-	else
-		cJSON_AddNumberToObject(o, "duration_ms",
-					(double)(sqlite3_column_int64(st, end_col) -
-						 sqlite3_column_int64(st, start_col)));
-}
 
-static void add_error(cJSON *o, sqlite3_stmt *st, int code_col, int msg_col)
-{
-	cJSON *e;
-
-	if (sqlite3_column_type(st, code_col) == SQLITE_NULL) {
-		cJSON_AddNullToObject(o, "error");
-		return;
-	}
-	e = cJSON_AddObjectToObject(o, "error");
-	add_text(e, "code", st, code_col);
-	add_text(e, "message", st, msg_col);
-}
 
 cJSON *store_job_get(struct store *s, int64_t tenant_id, int64_t job_id)
 {
@@ -1058,28 +1371,63 @@ int store_job_log_add(struct store *s, int64_t job_id, int64_t ts, const char *l
 	return aps_db_step_done(st);
 }
 
+/* Appends a message to an agent's outbox with the agent's next seq. */
+static int outbox_add(struct store *s, int64_t agent_id, int type, const char *body, int64_t now)
+{
+	sqlite3_stmt *st;
+	int64_t seq = 0;
+	int rc;
+
+	rc = exec_bind3(s, "UPDATE agents SET tx_seq=tx_seq+1 WHERE id=?1 RETURNING tx_seq", agent_id,
+			0, 0, &seq);
+	if (rc)
+		return rc;
+	st = prepare(s, "INSERT INTO outbox(agent_id, seq, type, body, created_at) "
+			"VALUES(?1,?2,?3,?4,?5)");
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, agent_id);
+	sqlite3_bind_int64(st, 2, seq);
+	sqlite3_bind_int(st, 3, type);
+	sqlite3_bind_text(st, 4, body, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+}
+
+/* Adds an optional text column to a JSON object. */
+static void add_opt(cJSON *o, const char *name, sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		cJSON_AddNullToObject(o, name);
+	else
+		cJSON_AddStringToObject(o, name, (const char *)sqlite3_column_text(st, col));
+}
+
 int store_dispatch(struct store *s, int64_t agent_id, int64_t now, int *n)
 {
-	sqlite3_stmt *pick = NULL, *ins = NULL;
-	int64_t job_id, seq_i = 0;
-	uint64_t seq;
-	cJSON *body;
-	char *text;
+	sqlite3_stmt *pick = NULL;
+	int64_t job_id;
+	cJSON *body, *po;
+	char *text, iso[APS_TIME_LEN];
 	int rc = APS_ERR_DB;
 
 	*n = 0;
 	if (aps_db_begin(s->db))
 		return APS_ERR_DB;
-	/* The oldest queued job of each entity that has nothing in progress. */
-	pick = prepare(s, "SELECT j.id, e.code, j.mode, j.lists, j.since FROM jobs j "
+	/* The oldest queued job of each entity that has nothing in progress,
+	 * with the start of the entity's last successful sync: the default
+	 * Sync From of lists the agent has no checkpoint for. */
+	pick = prepare(s, "SELECT j.id, e.code, j.mode, j.lists, j.since, j.po_enabled, "
+			  "j.po_since, (SELECT max(k.started_at) FROM jobs k WHERE "
+			  "k.entity_id=j.entity_id AND k.status='success') FROM jobs j "
 			  "JOIN entities e ON e.id=j.entity_id "
 			  "WHERE j.agent_id=?1 AND j.status='queued' AND NOT EXISTS (SELECT 1 FROM "
 			  "jobs k WHERE k.entity_id=j.entity_id AND k.status IN ('dispatched', "
 			  "'running')) AND j.id=(SELECT min(m.id) FROM jobs m WHERE "
 			  "m.entity_id=j.entity_id AND m.status='queued') ORDER BY j.id");
-	ins = prepare(s, "INSERT INTO outbox(agent_id, seq, type, body, created_at) "
-			 "VALUES(?1,?2,?3,?4,?5)");
-	if (!pick || !ins)
+	if (!pick)
 		goto out;
 	sqlite3_bind_int64(pick, 1, agent_id);
 	while (sqlite3_step(pick) == SQLITE_ROW) {
@@ -1092,44 +1440,247 @@ int store_dispatch(struct store *s, int64_t agent_id, int64_t now, int *n)
 		cJSON_AddStringToObject(body, "mode", (const char *)sqlite3_column_text(pick, 2));
 		cJSON_AddItemToObject(body, "lists",
 				      lists ? cJSON_Parse((const char *)lists) : cJSON_CreateNull());
-		if (sqlite3_column_type(pick, 4) == SQLITE_NULL)
-			cJSON_AddNullToObject(body, "since");
+		add_opt(body, "since", pick, 4);
+		if (sqlite3_column_type(pick, 7) == SQLITE_NULL)
+			cJSON_AddNullToObject(body, "fallback_since");
 		else
-			cJSON_AddStringToObject(body, "since",
-						(const char *)sqlite3_column_text(pick, 4));
+			cJSON_AddStringToObject(body, "fallback_since",
+						aps_time_iso(sqlite3_column_int64(pick, 7), iso));
+		po = cJSON_AddObjectToObject(body, "po");
+		cJSON_AddBoolToObject(po, "enabled", sqlite3_column_int(pick, 5));
+		add_opt(po, "since", pick, 6);
 		text = cJSON_PrintUnformatted(body);
 		cJSON_Delete(body);
 		if (!text)
 			goto out;
-		if (exec_bind3(s, "UPDATE agents SET tx_seq=tx_seq+1 WHERE id=?1 RETURNING tx_seq",
-			       agent_id, 0, 0, &seq_i)) {
-			cJSON_free(text);
+		rc = outbox_add(s, agent_id, APSYNC_MSG_SYNC_START, text, now);
+		cJSON_free(text);
+		if (rc || exec_bind2(s, "UPDATE jobs SET status='dispatched', dispatched_at=?2, "
+					"reason=NULL, stale=0 WHERE id=?1",
+				     job_id, now) ||
+		    store_job_log_add(s, job_id, now, "info", "sent to the SyncTool")) {
+			rc = APS_ERR_DB;
 			goto out;
 		}
-		seq = (uint64_t)seq_i;
-		sqlite3_bind_int64(ins, 1, agent_id);
-		sqlite3_bind_int64(ins, 2, (int64_t)seq);
-		sqlite3_bind_int(ins, 3, APSYNC_MSG_SYNC_START);
-		sqlite3_bind_text(ins, 4, text, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(ins, 5, now);
-		cJSON_free(text);
-		if (aps_db_step_done(ins))
-			goto out;
-		if (exec_bind2(s, "UPDATE jobs SET status='dispatched', dispatched_at=?2, reason=NULL "
-				  "WHERE id=?1",
-			       job_id, now))
-			goto out;
-		if (store_job_log_add(s, job_id, now, "info", "sent to the SyncTool"))
-			goto out;
 		(*n)++;
 	}
 	rc = aps_db_commit(s->db) ? APS_ERR_DB : APS_OK;
 out:
 	sqlite3_finalize(pick);
-	sqlite3_finalize(ins);
 	if (rc) {
 		*n = 0;
 		aps_db_rollback(s->db);
+	}
+	return rc;
+}
+
+int store_job_result(struct store *s, int64_t job_id, int64_t now)
+{
+	sqlite3_stmt *st;
+	cJSON *body = cJSON_CreateObject(), *lists;
+	int64_t agent_id = 0;
+	char *text = NULL;
+	int rc = APS_ERR_DB;
+
+	st = prepare(s, "SELECT agent_id, status FROM jobs WHERE id=?1");
+	if (!st)
+		goto out;
+	sqlite3_bind_int64(st, 1, job_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		agent_id = sqlite3_column_int64(st, 0);
+		cJSON_AddNumberToObject(body, "job", (double)job_id);
+		cJSON_AddStringToObject(body, "status", (const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_finalize(st);
+	if (!agent_id)
+		goto out;
+	lists = cJSON_AddObjectToObject(body, "lists");
+	st = prepare(s, "SELECT list, status FROM job_lists WHERE job_id=?1");
+	if (!st)
+		goto out;
+	sqlite3_bind_int64(st, 1, job_id);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		cJSON_AddStringToObject(lists, (const char *)sqlite3_column_text(st, 0),
+					(const char *)sqlite3_column_text(st, 1));
+	sqlite3_finalize(st);
+	text = cJSON_PrintUnformatted(body);
+	rc = text ? outbox_add(s, agent_id, APSYNC_MSG_JOB_RESULT, text, now) : APS_ERR_NOMEM;
+out:
+	cJSON_free(text);
+	cJSON_Delete(body);
+	return rc;
+}
+
+/* Ends a job from the broker's side: status, a reason, lists still running
+ * marked the same, the log, and the agent told. Inside a transaction. */
+static int job_end_here(struct store *s, int64_t job_id, const char *status, const char *code,
+			const char *message, int64_t now)
+{
+	sqlite3_stmt *st = prepare(s, "UPDATE jobs SET status=?2, finished_at=?3, error_code=?4, "
+				      "error_message=?5, reason=NULL WHERE id=?1");
+	int rc;
+
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	aps_db_bind_text(st, 4, code);
+	aps_db_bind_text(st, 5, message);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_error(s);
+	st = prepare(s, "UPDATE job_lists SET status=?2, finished_at=?3 WHERE job_id=?1 AND "
+			"status='running'");
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_error(s);
+	rc = store_job_log_add(s, job_id, now, "warn", message);
+	return rc ? rc : store_job_result(s, job_id, now);
+}
+
+int store_job_cancel(struct store *s, int64_t tenant_id, int64_t job_id, const char *by,
+		     int64_t now, int64_t *agent_id)
+{
+	struct store_job_ref ref;
+	sqlite3_stmt *st;
+	char msg[400];
+	int rc, was_queued, tenant_ok = 0;
+
+	if (aps_db_begin(s->db))
+		return APS_ERR_DB;
+	st = prepare(s, "SELECT tenant_id=?2 FROM jobs WHERE id=?1");
+	if (!st) {
+		rc = APS_ERR_DB;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, job_id);
+	sqlite3_bind_int64(st, 2, tenant_id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		tenant_ok = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	rc = tenant_ok ? store_job_ref(s, job_id, &ref) : APS_ERR_NOTFOUND;
+	if (rc)
+		goto out;
+	if (strcmp(ref.status, "queued") && strcmp(ref.status, "dispatched") &&
+	    strcmp(ref.status, "running")) {
+		rc = APS_ERR_CONFLICT;
+		goto out;
+	}
+	was_queued = !strcmp(ref.status, "queued");
+	*agent_id = ref.agent_id;
+	snprintf(msg, sizeof(msg), "cancelled by %s", by);
+	if (was_queued) /* never sent: nothing to tell the agent */
+		rc = exec_bind2(s, "UPDATE jobs SET status='cancelled', finished_at=?2, reason=NULL "
+				   "WHERE id=?1",
+				job_id, now) ||
+		     store_job_log_add(s, job_id, now, "warn", msg);
+	else
+		rc = job_end_here(s, job_id, "cancelled", "cancelled", msg, now);
+	if (!rc)
+		rc = aps_db_commit(s->db) ? APS_ERR_DB : APS_OK;
+out:
+	if (rc)
+		aps_db_rollback(s->db);
+	return rc;
+}
+
+/* A job that waits too long gets its reason, once, in the job and its log. */
+static int mark_stale(struct store *s, int64_t job_id, const char *reason, int64_t now)
+{
+	sqlite3_stmt *up = prepare(s, "UPDATE jobs SET stale=1, reason=?2 WHERE id=?1");
+	int rc;
+
+	if (!up)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(up, 1, job_id);
+	sqlite3_bind_text(up, 2, reason, -1, SQLITE_STATIC);
+	rc = sqlite3_step(up);
+	sqlite3_finalize(up);
+	if (rc != SQLITE_DONE)
+		return db_error(s);
+	return store_job_log_add(s, job_id, now, "warn", reason);
+}
+
+int store_jobs_check(struct store *s, int64_t now, int64_t stale_ms, int64_t timeout_ms,
+		     cJSON **agents)
+{
+	sqlite3_stmt *st = NULL;
+	char reason[400], since[APS_TIME_LEN];
+	int64_t job_id, agent_id, last_seen, busy;
+	const char *name, *status;
+	int online, rc = APS_ERR_DB;
+
+	*agents = cJSON_CreateArray();
+	if (aps_db_begin(s->db))
+		return APS_ERR_DB;
+	/* Jobs in progress whose SyncTool has been gone too long time out. */
+	st = prepare(s, "SELECT j.id, a.id, a.name, coalesce(a.last_seen, 0) FROM jobs j JOIN "
+			"agents a ON a.id=j.agent_id WHERE j.status IN ('dispatched', 'running') "
+			"AND a.online=0 AND coalesce(a.last_seen, 0) < ?1");
+	if (!st)
+		goto out;
+	sqlite3_bind_int64(st, 1, now - timeout_ms);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		job_id = sqlite3_column_int64(st, 0);
+		agent_id = sqlite3_column_int64(st, 1);
+		name = (const char *)sqlite3_column_text(st, 2);
+		last_seen = sqlite3_column_int64(st, 3);
+		snprintf(reason, sizeof(reason),
+			 "timed out: SyncTool %s has been offline since %s, longer than %lld minutes",
+			 name, last_seen ? aps_time_iso(last_seen, since) : "its enrollment",
+			 (long long)(timeout_ms / 60000));
+		if (job_end_here(s, job_id, "timed_out", "timed_out", reason, now))
+			goto out;
+		cJSON_AddItemToArray(*agents, cJSON_CreateNumber((double)agent_id));
+	}
+	sqlite3_finalize(st);
+	/* Jobs that have waited too long to start say why. */
+	st = prepare(s, "SELECT j.id, j.status, a.name, a.online, coalesce(a.last_seen, 0), "
+			"(SELECT min(k.id) FROM jobs k WHERE k.entity_id=j.entity_id AND k.id<>j.id "
+			"AND k.status IN ('dispatched', 'running')) FROM jobs j JOIN agents a ON "
+			"a.id=j.agent_id WHERE j.status IN ('queued', 'dispatched') AND j.stale=0 "
+			"AND j.created_at < ?1");
+	if (!st)
+		goto out;
+	sqlite3_bind_int64(st, 1, now - stale_ms);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		job_id = sqlite3_column_int64(st, 0);
+		status = (const char *)sqlite3_column_text(st, 1);
+		name = (const char *)sqlite3_column_text(st, 2);
+		online = sqlite3_column_int(st, 3);
+		last_seen = sqlite3_column_int64(st, 4);
+		busy = sqlite3_column_int64(st, 5);
+		if (!online)
+			snprintf(reason, sizeof(reason),
+				 "SyncTool %s offline since %s; the sync starts when it reconnects",
+				 name, last_seen ? aps_time_iso(last_seen, since) : "its enrollment");
+		else if (busy)
+			snprintf(reason, sizeof(reason),
+				 "waiting for sync %lld of this entity to finish", (long long)busy);
+		else if (!strcmp(status, "dispatched"))
+			snprintf(reason, sizeof(reason),
+				 "SyncTool %s has not started it yet (busy with another company?)",
+				 name);
+		else
+			snprintf(reason, sizeof(reason), "not sent to SyncTool %s yet", name);
+		if (mark_stale(s, job_id, reason, now))
+			goto out;
+	}
+	rc = aps_db_commit(s->db) ? APS_ERR_DB : APS_OK;
+out:
+	sqlite3_finalize(st);
+	if (rc) {
+		aps_db_rollback(s->db);
+		cJSON_Delete(*agents);
+		*agents = NULL;
 	}
 	return rc;
 }
@@ -1188,6 +1739,7 @@ int store_job_ref(struct store *s, int64_t job_id, struct store_job_ref *ref)
 		ref->entity_id = sqlite3_column_int64(st, 0);
 		ref->agent_id = sqlite3_column_int64(st, 1);
 		col_text(st, 2, ref->status, sizeof(ref->status));
+		col_text(st, 3, ref->mode, sizeof(ref->mode));
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
@@ -1196,8 +1748,23 @@ int store_job_ref(struct store *s, int64_t job_id, struct store_job_ref *ref)
 int store_job_running(struct store *s, int64_t job_id, int64_t now)
 {
 	return exec_bind2(s, "UPDATE jobs SET status='running', started_at=coalesce(started_at, ?2), "
-			     "reason=NULL WHERE id=?1 AND status IN ('queued', 'dispatched')",
+			     "reason=NULL, stale=0 WHERE id=?1 AND status IN ('queued', 'dispatched', "
+			     "'running')",
 			  job_id, now);
+}
+
+int store_job_reason(struct store *s, int64_t job_id, const char *reason)
+{
+	sqlite3_stmt *st = prepare(s, "UPDATE jobs SET reason=?2 WHERE id=?1");
+	int rc;
+
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, job_id);
+	aps_db_bind_text(st, 2, reason);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? APS_OK : db_error(s);
 }
 
 int store_job_list_begin(struct store *s, int64_t job_id, const char *list, int64_t estimate,
@@ -1222,51 +1789,171 @@ int store_job_list_begin(struct store *s, int64_t job_id, const char *list, int6
 	return rc == SQLITE_DONE ? APS_OK : db_error(s);
 }
 
-int store_item_put(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
-		   const char *key, uint64_t hash, const char *status, const char *modified,
-		   const char *data, size_t data_len, enum store_put_outcome *outcome)
+static int item_write(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+		      const struct store_row *r, int exists, int64_t now)
 {
-	sqlite3_stmt *get = stmt(s, ST_ITEM_GET), *put;
-	int rc, exists = 0, same = 0;
+	sqlite3_stmt *put = stmt(s, exists ? ST_ITEM_UPDATE : ST_ITEM_INSERT);
 
-	if (!get)
-		return APS_ERR_DB;
-	sqlite3_bind_int64(get, 1, entity_id);
-	sqlite3_bind_text(get, 2, list, -1, SQLITE_STATIC);
-	sqlite3_bind_text(get, 3, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(get);
-	if (rc == SQLITE_ROW) {
-		exists = 1;
-		same = (uint64_t)sqlite3_column_int64(get, 0) == hash && !sqlite3_column_int(get, 1);
-	}
-	sqlite3_reset(get);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(s);
-	if (same) {
-		put = stmt(s, ST_ITEM_TOUCH);
-		if (!put)
-			return APS_ERR_DB;
-		sqlite3_bind_int64(put, 1, entity_id);
-		sqlite3_bind_text(put, 2, list, -1, SQLITE_STATIC);
-		sqlite3_bind_text(put, 3, key, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(put, 4, job_id);
-		*outcome = STORE_UNCHANGED;
-		return aps_db_step_done(put);
-	}
-	put = stmt(s, exists ? ST_ITEM_UPDATE : ST_ITEM_INSERT);
 	if (!put)
 		return APS_ERR_DB;
 	sqlite3_bind_int64(put, 1, entity_id);
 	sqlite3_bind_text(put, 2, list, -1, SQLITE_STATIC);
-	sqlite3_bind_text(put, 3, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(put, 4, (int64_t)hash);
-	aps_db_bind_text(put, 5, status);
-	aps_db_bind_text(put, 6, modified);
+	sqlite3_bind_text(put, 3, r->key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(put, 4, (int64_t)r->hash);
+	aps_db_bind_text(put, 5, r->status);
+	aps_db_bind_text(put, 6, r->modified);
 	sqlite3_bind_int64(put, 7, job_id);
-	sqlite3_bind_int64(put, 8, aps_now_ms());
-	sqlite3_bind_text(put, 9, data, (int)data_len, SQLITE_STATIC);
-	*outcome = exists ? STORE_UPDATED : STORE_INSERTED;
+	sqlite3_bind_int64(put, 8, now);
+	sqlite3_bind_text(put, 9, r->data, (int)r->data_len, SQLITE_STATIC);
 	return aps_db_step_done(put);
+}
+
+static int item_delete(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+		       const char *key, int64_t now)
+{
+	sqlite3_stmt *st = stmt(s, ST_ITEM_DELETE);
+
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, entity_id);
+	sqlite3_bind_text(st, 2, list, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, job_id);
+	sqlite3_bind_int64(st, 5, now);
+	return aps_db_step_done(st);
+}
+
+/* A row the store holds, read from a range scan. */
+struct held {
+	char key[APSYNC_MAX_KEY_LEN + 1];
+	uint64_t hash;
+	int deleted;
+	int valid;
+};
+
+static int held_next(sqlite3_stmt *st, struct held *h)
+{
+	int rc = sqlite3_step(st);
+
+	h->valid = rc == SQLITE_ROW;
+	if (h->valid) {
+		snprintf(h->key, sizeof(h->key), "%s", (const char *)sqlite3_column_text(st, 0));
+		h->hash = (uint64_t)sqlite3_column_int64(st, 1);
+		h->deleted = sqlite3_column_int(st, 2);
+	}
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? APS_OK : APS_ERR_DB;
+}
+
+/* Ranged: one scan of the stored keys in (after, last], merged with the
+ * sorted batch. A stored key the batch lacks is gone from the ERP. */
+static int apply_ranged(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+			const struct store_row *rows, int n, const char *after,
+			struct store_list_counts *c, int64_t now)
+{
+	sqlite3_stmt *st = stmt(s, ST_ITEM_RANGE);
+	struct held h;
+	int i = 0, cmp, rc;
+
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, entity_id);
+	sqlite3_bind_text(st, 2, list, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, after ? after : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, rows[n - 1].key, -1, SQLITE_STATIC);
+	rc = held_next(st, &h);
+	while (!rc && (i < n || h.valid)) {
+		cmp = !h.valid ? 1 : i == n ? -1 : strcmp(h.key, rows[i].key);
+		if (cmp < 0) {
+			/* held, not in the ERP's range any more */
+			if (!h.deleted) {
+				rc = item_delete(s, entity_id, list, job_id, h.key, now);
+				c->deleted++;
+			}
+			if (!rc)
+				rc = held_next(st, &h);
+			continue;
+		}
+		if (cmp == 0 && h.hash == rows[i].hash && !h.deleted) {
+			c->unchanged++;
+		} else {
+			rc = item_write(s, entity_id, list, job_id, &rows[i], cmp == 0, now);
+			if (cmp == 0 && !h.deleted)
+				c->updated++;
+			else
+				c->inserted++; /* new, or back after a deletion */
+		}
+		i++;
+		if (!rc && cmp == 0)
+			rc = held_next(st, &h);
+	}
+	sqlite3_reset(st);
+	if (rc)
+		db_error(s);
+	return rc;
+}
+
+int store_items_apply(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+		      const struct store_row *rows, int n, int ranged, const char *after,
+		      struct store_list_counts *c)
+{
+	sqlite3_stmt *get = stmt(s, ST_ITEM_GET);
+	int64_t now = aps_now_ms();
+	int i, rc = APS_OK, exists, same;
+
+	if (n <= 0)
+		return APS_OK;
+	if (ranged)
+		return apply_ranged(s, entity_id, list, job_id, rows, n, after, c, now);
+	if (!get)
+		return APS_ERR_DB;
+	for (i = 0; i < n && !rc; i++) {
+		sqlite3_bind_int64(get, 1, entity_id);
+		sqlite3_bind_text(get, 2, list, -1, SQLITE_STATIC);
+		sqlite3_bind_text(get, 3, rows[i].key, -1, SQLITE_STATIC);
+		rc = sqlite3_step(get);
+		exists = rc == SQLITE_ROW;
+		same = exists && (uint64_t)sqlite3_column_int64(get, 0) == rows[i].hash &&
+		       !sqlite3_column_int(get, 1);
+		if (exists && !same && sqlite3_column_int(get, 1))
+			exists = 2; /* held as deleted: back again */
+		sqlite3_reset(get);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return db_error(s);
+		rc = APS_OK;
+		if (same) {
+			c->unchanged++;
+			continue;
+		}
+		rc = item_write(s, entity_id, list, job_id, &rows[i], exists != 0, now);
+		if (exists == 1)
+			c->updated++;
+		else
+			c->inserted++;
+	}
+	return rc;
+}
+
+int store_items_delete_after(struct store *s, int64_t entity_id, const char *list,
+			     int64_t job_id, const char *after, int64_t *deleted)
+{
+	sqlite3_stmt *st = prepare(s, "UPDATE items SET deleted=1, last_job=?4, updated_at=?5 "
+				      "WHERE entity_id=?1 AND list=?2 AND key>?3 AND deleted=0");
+	int rc;
+
+	*deleted = 0;
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, entity_id);
+	sqlite3_bind_text(st, 2, list, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, after ? after : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, job_id);
+	sqlite3_bind_int64(st, 5, aps_now_ms());
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return db_error(s);
+	*deleted = sqlite3_changes(s->db);
+	return APS_OK;
 }
 
 int store_job_list_add(struct store *s, int64_t job_id, const char *list,
@@ -1295,6 +1982,7 @@ int store_job_list_add(struct store *s, int64_t job_id, const char *list,
 	sqlite3_bind_int64(st, 5, c->updated);
 	sqlite3_bind_int64(st, 6, c->unchanged);
 	sqlite3_bind_int64(st, 7, (int64_t)total);
+	sqlite3_bind_int64(st, 8, c->deleted);
 	if (aps_db_step_done(st))
 		return APS_ERR_DB;
 	return sqlite3_changes(s->db) ? APS_OK : APS_ERR_NOTFOUND;

@@ -119,13 +119,36 @@ cJSON *store_entities_list(struct store *s, int64_t tenant_id);
 int store_entity_agent(struct store *s, int64_t tenant_id, int64_t entity_id,
 		       int64_t want_agent, int64_t *agent_id);
 
+/* One entity of the tenant as GET /api/v1/entities shows it, with its last
+ * successful sync (the default Sync From), whether Sync All may include it
+ * and why not, and duration estimates from history. NULL if not found. */
+cJSON *store_entity_get(struct store *s, int64_t tenant_id, int64_t entity_id);
+/* The latest sync of each of the tenant's entities. */
+cJSON *store_overview(struct store *s, int64_t tenant_id);
+/* Per list of an entity: last synced, last duration, last status and error,
+ * progress of a running sync, items held, an estimate. NULL if not found. */
+cJSON *store_entity_lists(struct store *s, int64_t tenant_id, int64_t entity_id);
+
+struct store_page {
+	const char *status;        /* "active", "inactive", "deleted" or NULL */
+	int64_t changed_since;     /* ms, 0: none; orders by change time */
+	const char *cursor;        /* from the previous page's "next" */
+	int limit;
+};
+/* A page of an entity's synced items; APS_ERR_NOTFOUND if the entity is not
+ * the tenant's, APS_ERR_INVAL for a bad cursor. */
+int store_items_page(struct store *s, int64_t tenant_id, int64_t entity_id, const char *list,
+		     const struct store_page *pg, cJSON **out);
+
 /* ---- jobs ---- */
 
 struct store_job_req {
 	int64_t tenant_id, entity_id, agent_id;
-	const char *mode;          /* "full" */
+	const char *mode;          /* "full" or "partial" */
 	const char *lists;         /* JSON array text, NULL = every list */
-	const char *since;         /* ISO time, NULL */
+	const char *since;         /* Sync From (ISO time or date), NULL: the default */
+	int po_enabled;            /* the PO & Receivings toggle */
+	const char *po_since;      /* its own start date, NULL */
 	const char *requested_by;
 };
 
@@ -160,23 +183,42 @@ struct store_job_ref {
 	int64_t entity_id;
 	int64_t agent_id;
 	char status[16];
+	char mode[16];
 };
 int store_job_ref(struct store *s, int64_t job_id, struct store_job_ref *ref);
 int store_job_running(struct store *s, int64_t job_id, int64_t now);
+/* The agent's word on a running job: waiting for the ERP (reason) or not. */
+int store_job_reason(struct store *s, int64_t job_id, const char *reason);
 int store_job_list_begin(struct store *s, int64_t job_id, const char *list, int64_t estimate,
 			 int64_t now);
 
-enum store_put_outcome { STORE_INSERTED, STORE_UPDATED, STORE_UNCHANGED };
-
-/* Inserts or updates one item; `data` is the row as a JSON object text. */
-int store_item_put(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
-		   const char *key, uint64_t hash, const char *status, const char *modified,
-		   const char *data, size_t data_len, enum store_put_outcome *outcome);
+struct store_row {
+	const char *key;
+	uint64_t hash;
+	const char *status;     /* NULL if the list has none */
+	const char *modified;
+	const char *data;       /* the row as a JSON object */
+	size_t data_len;
+};
 
 struct store_list_counts {
-	int64_t received, inserted, updated, unchanged;
+	int64_t received, inserted, updated, unchanged, deleted;
 	uint64_t checksum;   /* sum of row hashes mod 2^64 */
 };
+
+/*
+ * Stores a batch of rows (counts added to *c). With `ranged`, the rows are
+ * in ascending key order and cover every key of the ERP in (after, last
+ * row's key]; keys the store holds in that range and the batch lacks are
+ * marked deleted. `after` NULL means from the first key.
+ */
+int store_items_apply(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+		      const struct store_row *rows, int n, int ranged, const char *after,
+		      struct store_list_counts *c);
+/* A full read of a list ended at `after` (NULL: the list is empty): every
+ * later key is gone from the ERP. */
+int store_items_delete_after(struct store *s, int64_t entity_id, const char *list,
+			     int64_t job_id, const char *after, int64_t *deleted);
 /* APS_ERR_NOTFOUND if the list was not begun (no LIST_BEGIN). */
 int store_job_list_add(struct store *s, int64_t job_id, const char *list,
 		       const struct store_list_counts *c);
@@ -195,5 +237,23 @@ int store_job_list_end(struct store *s, int64_t job_id, const char *list, int64_
  */
 int store_job_end(struct store *s, int64_t job_id, const char *status, const char *error_code,
 		  const char *error_message, int64_t now, char final[16]);
+/*
+ * Puts a JOB_RESULT for an ended job in its agent's outbox: its status and
+ * each list's, so the agent moves the cursors of the lists that succeeded
+ * (and stops the job if it still runs).
+ */
+int store_job_result(struct store *s, int64_t job_id, int64_t now);
+/* Cancels a job of the tenant that has not ended. APS_ERR_NOTFOUND,
+ * APS_ERR_CONFLICT (already ended); *agent_id tells whom to tell. */
+int store_job_cancel(struct store *s, int64_t tenant_id, int64_t job_id, const char *by,
+		     int64_t now, int64_t *agent_id);
+/*
+ * Once in a while: a job waiting longer than stale_ms gets a reason ("SyncTool
+ * X offline since …"); a job in progress whose SyncTool has been offline longer
+ * than timeout_ms times out. *agents receives a JSON array of the agents whose
+ * outbox got a message (caller deletes).
+ */
+int store_jobs_check(struct store *s, int64_t now, int64_t stale_ms, int64_t timeout_ms,
+		     cJSON **agents);
 
 #endif

@@ -17,7 +17,7 @@ import zlib
 MAGIC, VERSION, HEADER = 0xA5, 1, 24
 MAX_FRAME, MAX_INFLATED, MAX_RATIO, MAX_DEPTH = 4 << 20, 16 << 20, 100, 16
 T = {"HELLO": 1, "WELCOME": 2, "HEARTBEAT": 3, "ACK": 4, "ERROR": 5,
-     "SYNC_START": 0x10, "SYNC_CANCEL": 0x11, "JOB_STATUS": 0x20, "LIST_BEGIN": 0x21,
+     "SYNC_START": 0x10, "JOB_RESULT": 0x12, "JOB_STATUS": 0x20, "LIST_BEGIN": 0x21,
      "BATCH": 0x22, "LIST_END": 0x23, "JOB_END": 0x24, "LOG": 0x25}
 
 
@@ -82,13 +82,18 @@ ok("hello", T["HELLO"], 0, 0, {
                   "lists": ["vendors", "gl_accounts"], "po_types": "standard,drop_ship"}],
     "rx": 0})
 ok("sync_start", T["SYNC_START"], 1, 0,
-   {"job": 41, "entity": "BLUE", "mode": "full", "lists": None, "since": None})
+   {"job": 41, "entity": "BLUE", "mode": "partial", "lists": None, "since": None,
+    "fallback_since": "2024-05-01T10:00:00.000Z", "po": {"enabled": True, "since": None}})
+ok("job_result", T["JOB_RESULT"], 2, 9,
+   {"job": 41, "status": "partial", "lists": {"vendors": "success", "items": "failed"}})
 vendors = {"job": 41, "list": "vendors", "key": "code", "rows": 300,
            "cols": ["code", "name", "status"],
            "data": [["V%04d" % i for i in range(300)],
                     ["Vendor %d Supply" % (i % 17) for i in range(300)],
                     ["active" if i % 9 else "inactive" for i in range(300)]]}
 ok("batch_deflated", T["BATCH"], 7, 2, vendors, compress=True)
+ranged = dict(vendors, after="V0000")
+ok("batch_full_read_range", T["BATCH"], 9, 2, ranged, compress=True)
 ok("list_end", T["LIST_END"], 8, 2,
    {"job": 41, "list": "vendors", "count": 300, "checksum": "00000000000000ff"})
 ok("ack_max_u64", T["ACK"], 0, (1 << 64) - 1, {})

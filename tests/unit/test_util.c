@@ -28,6 +28,22 @@ TEST(time_format_and_parse)
 	CHECK_EQ_INT(aps_time_parse("yesterday", &ms), APS_ERR_INVAL);
 }
 
+TEST(erp_local_times_keep_their_offset)
+{
+	char out[APS_TIME_LEN];
+	int64_t ms;
+	int off;
+
+	CHECK_EQ_INT(aps_time_parse_offset("2024-05-01T10:22:33.120-05:00", &ms, &off), APS_OK);
+	CHECK_EQ_INT(off, -300);
+	CHECK_EQ_STR(aps_time_format_offset(ms, off, out), "2024-05-01T10:22:33.120-05:00");
+	/* minus a lag across midnight, still in ERP local time */
+	CHECK_EQ_INT(aps_time_parse_offset("2024-05-01T00:00:02.000+05:30", &ms, &off), APS_OK);
+	CHECK_EQ_STR(aps_time_format_offset(ms - 5000, off, out), "2024-04-30T23:59:57.000+05:30");
+	CHECK_EQ_INT(aps_time_parse_offset("2024-05-01T10:00:00Z", &ms, &off), APS_OK);
+	CHECK_EQ_STR(aps_time_format_offset(ms, off, out), "2024-05-01T10:00:00.000+00:00");
+}
+
 TEST(numbers_are_bounded)
 {
 	int64_t v;
@@ -149,6 +165,7 @@ TEST(certificate_pins)
 int main(void)
 {
 	RUN(time_format_and_parse);
+	RUN(erp_local_times_keep_their_offset);
 	RUN(numbers_are_bounded);
 	RUN(enrollment_codes);
 	RUN(credentials);
