@@ -4,6 +4,7 @@
 #   make check      install missing packages, build, run every test
 #   make demo       install missing packages, build, run the end-to-end demo
 #   make asan       the whole test suite under AddressSanitizer + UBSan
+#   make bench      throughput, bytes per row and memory against a raw SQLite copy
 
 include config.mk
 
@@ -44,7 +45,7 @@ BINS = $(BUILD)/bin/apsync-broker $(BUILD)/bin/apsync-agent
 UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps tests check demo asan clean format
+.PHONY: all deps tests check demo asan bench clean format
 
 all: $(BINS)
 
@@ -93,6 +94,10 @@ check: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@APSYNC_BUILD=$(BUILD) python3 packaging/demo.py
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@APSYNC_BUILD=$(BUILD) python3 tests/bench.py
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan WERROR=1 \

@@ -15,4 +15,4 @@ WERROR ?= 0
 WEB_ROOT ?= $(CURDIR)/broker/web
 
 # Libraries, all found through pkg-config.
-APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib
+APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd

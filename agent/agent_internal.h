@@ -62,7 +62,8 @@ struct agent_opts {
 	int64_t reconnect_max;   /* ms */
 	int64_t batch_rows;
 	int64_t batch_bytes;
-	int64_t deflate_level;
+	char *compression;       /* zstd, deflate, none */
+	int64_t compression_level;
 	int64_t erp_retry;       /* ms between attempts to reach an absent ERP */
 	int64_t cursor_lag;      /* ms: a window ends this long before the ERP's now */
 	int64_t cursor_overlap;  /* ms: a partial window starts this long before the
@@ -88,7 +89,10 @@ int state__meta_set_text(sqlite3 *db, const char *key, const char *v);
 /* Appends a frame (type, JSON body) with the next seq, inside the caller's
  * transaction. */
 int state__outbox_add(sqlite3 *db, struct aps_codec *codec, int type, const cJSON *body,
-		      int level, uint64_t *seq);
+		      int compress, uint64_t *seq);
+/* Same, with the body already printed as JSON text. */
+int state__outbox_add_text(sqlite3 *db, struct aps_codec *codec, int type, const char *json,
+			   size_t len, int compress, uint64_t *seq);
 /* The broker's JOB_RESULT: checkpoints of the lists that succeeded become
  * their cursors (inside the caller's transaction). */
 int state__apply_result(sqlite3 *db, int64_t job, const cJSON *lists, int64_t overlap_ms);

@@ -9,6 +9,7 @@
 #include "agent_internal.h"
 #include "apsync_proto.h"
 #include "erp/demo.h"
+#include "arena.h"
 #include "err.h"
 #include "log.h"
 #include "util.h"
@@ -26,12 +27,14 @@ const struct aps_cfg_entry agent_run_cfg[] = {
 	 "first reconnect delay, ms (doubles up to --reconnect-max, plus up to 30% jitter)"},
 	{"reconnect-max", APS_CFG_INT, OPT(reconnect_max), 100, 3600000, "60000", 0,
 	 "longest reconnect delay, ms"},
-	{"batch-rows", APS_CFG_INT, OPT(batch_rows), 1, APSYNC_MAX_BATCH_ROWS, "1000", 0,
+	{"batch-rows", APS_CFG_INT, OPT(batch_rows), 1, APSYNC_MAX_BATCH_ROWS, "4000", 0,
 	 "rows per batch at most"},
 	{"batch-bytes", APS_CFG_INT, OPT(batch_bytes), 4096, APSYNC_MAX_INFLATED / 2, "1048576", 0,
 	 "JSON bytes per batch at most (before compression)"},
-	{"deflate-level", APS_CFG_INT, OPT(deflate_level), 0, 9, "3", 0,
-	 "compression of batches: 0 none, 1 fastest … 9 smallest"},
+	{"compression", APS_CFG_STR, OPT(compression), 0, 16, "zstd", 0,
+	 "compression of batches: zstd, deflate or none"},
+	{"compression-level", APS_CFG_INT, OPT(compression_level), 1, 19, "1", 0,
+	 "1 fastest … 19 smallest (deflate stops at 9)"},
 	{"erp-retry", APS_CFG_INT, OPT(erp_retry), 100, 3600000, "30000", 0,
 	 "ms between attempts to reach an ERP that is absent or locked"},
 	{"cursor-lag", APS_CFG_INT, OPT(cursor_lag), 0, 3600000, "5000", 0,
@@ -155,6 +158,10 @@ int agent_run(struct agent_opts *opts)
 	a.window_bytes = APSYNC_DEFAULT_WINDOW_BYTES;
 	if (!opts->state || !opts->erp) {
 		fprintf(stderr, "apsync-agent run: needs --state DIR and --erp SCHEME:TARGET\n");
+		return 2;
+	}
+	if (aps_compression_parse(opts->compression) < 0) {
+		fprintf(stderr, "apsync-agent run: --compression must be zstd, deflate or none\n");
 		return 2;
 	}
 	if (opts->reconnect_min > opts->reconnect_max) {
@@ -288,6 +295,7 @@ out:
 
 int main(int argc, char **argv)
 {
+	aps_arena_hooks_install();
 	aps_log_init("agent", APS_LOG_NOTICE);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {

@@ -151,7 +151,20 @@ int state__meta_set_text(sqlite3 *db, const char *key, const char *v)
 }
 
 int state__outbox_add(sqlite3 *db, struct aps_codec *codec, int type, const cJSON *body,
-		      int level, uint64_t *seq)
+		      int compress, uint64_t *seq)
+{
+	char *text = cJSON_PrintUnformatted(body);
+	int rc;
+
+	if (!text)
+		return APS_ERR_NOMEM;
+	rc = state__outbox_add_text(db, codec, type, text, strlen(text), compress, seq);
+	cJSON_free(text);
+	return rc;
+}
+
+int state__outbox_add_text(sqlite3 *db, struct aps_codec *codec, int type, const char *json,
+			   size_t len, int compress, uint64_t *seq)
 {
 	struct aps_buf frame = {0};
 	sqlite3_stmt *st = NULL;
@@ -162,7 +175,7 @@ int state__outbox_add(sqlite3 *db, struct aps_codec *codec, int type, const cJSO
 	if (rc)
 		return rc;
 	tx++;
-	rc = aps_frame_encode_json(codec, &frame, (uint8_t)type, (uint64_t)tx, 0, body, level);
+	rc = aps_frame_encode(codec, &frame, (uint8_t)type, (uint64_t)tx, 0, json, len, compress);
 	if (rc)
 		goto out;
 	rc = APS_ERR_DB;

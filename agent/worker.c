@@ -29,6 +29,7 @@
 
 #include "agent_internal.h"
 #include "apsync_proto.h"
+#include "arena.h"
 #include "batch.h"
 #include "db.h"
 #include "err.h"
@@ -43,7 +44,10 @@ struct worker {
 	struct erp *erp;
 	struct erp_identity id;
 	char erp_error[512];
-	EVP_MD_CTX *md;
+	struct aps_hasher hasher;
+	struct aps_arena arena;   /* the ERP's nested values (PO lines), per batch */
+	struct aps_batch_builder bb; /* column buffers, kept between batches */
+	struct aps_buf body;      /* a batch's JSON text */
 	sqlite3_stmt *dedup;
 	sqlite3_stmt *tail;
 };
@@ -250,10 +254,10 @@ struct progress {
 	const char *checkpoint;
 };
 
-/* Adds one frame to the outbox and records the progress it stands for, in
- * one transaction. */
-static int produce(struct worker *w, int type, const cJSON *body, int level, int64_t job,
-		   const struct progress *p)
+/* Adds one frame (a cJSON body, or JSON text) to the outbox and records the
+ * progress it stands for, in one transaction. */
+static int produce_any(struct worker *w, int type, const cJSON *body, const char *text,
+		       size_t len, int compress, int64_t job, const struct progress *p)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, i, n;
@@ -261,7 +265,8 @@ static int produce(struct worker *w, int type, const cJSON *body, int level, int
 	rc = aps_db_begin(w->db);
 	if (rc)
 		return rc;
-	rc = state__outbox_add(w->db, &w->codec, type, body, level, NULL);
+	rc = body ? state__outbox_add(w->db, &w->codec, type, body, compress, NULL)
+		  : state__outbox_add_text(w->db, &w->codec, type, text, len, compress, NULL);
 	if (rc || !p)
 		goto done;
 	rc = APS_ERR_DB;
@@ -317,6 +322,19 @@ done:
 		agent__wake_loop(w->a);
 	}
 	return rc;
+}
+
+static int produce(struct worker *w, int type, const cJSON *body, int compress, int64_t job,
+		   const struct progress *p)
+{
+	return produce_any(w, type, body, NULL, 0, compress, job, p);
+}
+
+/* A batch: JSON text built by the batch builder, compressed. */
+static int produce_text(struct worker *w, int type, const char *text, size_t len, int64_t job,
+			const struct progress *p)
+{
+	return produce_any(w, type, NULL, text, len, 1, job, p);
 }
 
 static cJSON *job_body(int64_t job)
@@ -387,7 +405,7 @@ struct plan_entry {
 /* The state of a job's read of one list. */
 struct reader {
 	struct worker *w;
-	struct aps_batch_builder bb;
+	struct aps_batch_builder *bb;
 	const struct erp_list *list;
 	const char *entity;
 	int key_col, mod_col;
@@ -432,26 +450,25 @@ static int is_duplicate(struct reader *r, const char *key, const char *modified)
 	return dup;
 }
 
-static int on_row(void *ud, cJSON **vals)
+static int on_row(void *ud, const struct aps_value *vals)
 {
 	struct reader *r = ud;
-	const cJSON *key = vals[r->key_col], *mod = r->mod_col >= 0 ? vals[r->mod_col] : NULL;
-	const char *modified = cJSON_IsString(mod) ? mod->valuestring : NULL;
+	const struct aps_value *key = &vals[r->key_col];
+	const struct aps_value *mod = r->mod_col >= 0 ? &vals[r->mod_col] : NULL;
+	const char *modified = mod && mod->type == APS_V_TEXT ? mod->s : NULL;
 	int64_t mod_ms = 0;
-	int i;
 
-	if (!cJSON_IsString(key) || !key->valuestring[0] ||
-	    strlen(key->valuestring) > APSYNC_MAX_KEY_LEN ||
+	if (key->type != APS_V_TEXT || !key->s[0] || strlen(key->s) > APSYNC_MAX_KEY_LEN ||
 	    (r->window && (!modified || aps_time_parse(modified, &mod_ms))) ||
 	    (modified && strlen(modified) >= sizeof(r->last_modified))) {
 		r->err = APS_ERR_ERP;
-		goto drop;
+		return 1;
 	}
-	snprintf(r->last_key, sizeof(r->last_key), "%s", key->valuestring);
+	snprintf(r->last_key, sizeof(r->last_key), "%s", key->s);
 	snprintf(r->last_modified, sizeof(r->last_modified), "%s", modified ? modified : "");
-	if (r->window && is_duplicate(r, key->valuestring, modified)) {
+	if (r->window && is_duplicate(r, key->s, modified)) {
 		r->skipped++; /* the broker confirmed this very version last time */
-		goto drop;
+		return 0;
 	}
 	if (modified && (r->window || !aps_time_parse(modified, &mod_ms)) &&
 	    mod_ms >= r->tail_from_ms) {
@@ -461,27 +478,23 @@ static int on_row(void *ud, cJSON **vals)
 
 			if (!t) {
 				r->err = APS_ERR_NOMEM;
-				goto drop;
+				return 1;
 			}
 			r->tail = t;
 			r->captail = cap;
 		}
-		r->tail[r->ntail].key = strdup(key->valuestring);
+		r->tail[r->ntail].key = strdup(key->s);
 		r->tail[r->ntail].modified = strdup(modified);
 		r->tail[r->ntail].modified_ms = mod_ms;
 		r->ntail++;
 	}
-	r->checksum += aps_row_hash(r->w->md, (const cJSON *const *)vals, r->list->ncols);
+	r->checksum += aps_row_hash_values(&r->w->hasher, vals, r->list->ncols);
 	r->count++;
-	if (aps_batch_builder_add(&r->bb, vals)) {
+	if (aps_batch_builder_add(r->bb, vals)) {
 		r->err = APS_ERR_NOMEM;
 		return 1;
 	}
 	return 0;
-drop:
-	for (i = 0; i < r->list->ncols; i++)
-		cJSON_Delete(vals[i]);
-	return r->err ? 1 : 0;
 }
 
 /* Ends a list that could not be read; the run goes on with the next. */
@@ -526,6 +539,7 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 
 	memset(&r, 0, sizeof(r));
 	r.w = w;
+	r.bb = &w->bb;
 	r.list = l;
 	r.entity = entity;
 	r.window = pe->window;
@@ -536,17 +550,22 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 	snprintf(key, sizeof(key), "%s", res->key ? res->key : "");
 	snprintf(modified, sizeof(modified), "%s", res->modified ? res->modified : "");
 	while (!end) {
+		aps_arena_use(NULL);
+		aps_arena_reset(&w->arena);
 		rc = wait_window(w, job);
 		if (rc)
 			goto out;
-		rc = aps_batch_builder_init(&r.bb, job, l->name, l->key, l->cols, l->ncols);
+		/* Nested values the ERP builds (PO lines) live in the arena until
+		 * the next round. */
+		aps_arena_use(&w->arena);
+		rc = aps_batch_builder_init(r.bb, job, l->name, l->key, l->cols, l->ncols);
 		if (rc)
 			goto out;
 		/* A full read tells the broker where this batch's key range starts. */
 		has_after = key[0] != '\0';
 		snprintf(after, sizeof(after), "%s", key);
 		/* Fill the batch up to its row and byte bounds, page by page. */
-		while (r.bb.nrows < o->batch_rows && r.bb.approx_bytes < (size_t)o->batch_bytes) {
+		while (r.bb->nrows < o->batch_rows && r.bb->approx_bytes < (size_t)o->batch_bytes) {
 			req.company = entity;
 			req.list = l->name;
 			req.order = pe->window ? ERP_ORDER_MODIFIED : ERP_ORDER_KEY;
@@ -554,7 +573,7 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 			req.after_modified = pe->window && key[0] ? modified : NULL;
 			req.modified_from = pe->window ? pe->from : NULL;
 			req.modified_to = pe->window ? window_to : NULL;
-			req.limit = (int)(o->batch_rows - r.bb.nrows);
+			req.limit = (int)(o->batch_rows - r.bb->nrows);
 			nread = 0;
 			r.err = 0;
 			rc = w->ops->read(w->erp, &req, on_row, &r, &nread, err, sizeof(err));
@@ -574,7 +593,6 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 				continue;
 			}
 			if (rc) {
-				aps_batch_builder_free(&r.bb);
 				reader_reset_batch(&r);
 				rc = list_failed(w, job, l, rc, err, count);
 				goto out;
@@ -608,22 +626,23 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 		p.list = l->name;
 		p.tail = r.tail;
 		p.ntail = r.ntail;
-		if (!r.bb.nrows) {
+		if (!r.bb->nrows) {
 			/* Nothing kept (all skipped, or the list ended): only progress. */
-			aps_batch_builder_free(&r.bb);
 			reader_reset_batch(&r);
 			continue;
 		}
-		body = aps_batch_builder_take(&r.bb);
-		if (!pe->window)
-			cJSON_AddItemToObject(body, "after",
-					      has_after ? cJSON_CreateString(after) : cJSON_CreateNull());
-		rc = produce(w, APSYNC_MSG_BATCH, body, (int)o->deflate_level, job, &p);
-		cJSON_Delete(body);
+		rc = aps_batch_builder_finish(r.bb, !pe->window, has_after ? after : NULL, &w->body);
+		if (!rc)
+			rc = produce_text(w, APSYNC_MSG_BATCH, (const char *)w->body.data, w->body.len,
+					  job, &p);
 		reader_reset_batch(&r);
+		if (w->body.cap > (8u << 20))
+			aps_buf_free(&w->body); /* an outsized batch does not pin memory */
 		if (rc)
 			goto out;
 	}
+	aps_arena_use(NULL);
+	aps_arena_reset(&w->arena);
 	body = job_body(job);
 	aps_checksum_hex(checksum, sum);
 	cJSON_AddStringToObject(body, "list", l->name);
@@ -648,7 +667,8 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 		 (long long)job, l->name, (long long)count, (long long)(count - start_count),
 		 (long long)skipped, (long long)(aps_mono_ms() - t0));
 out:
-	aps_batch_builder_free(&r.bb);
+	aps_arena_use(NULL);
+	aps_arena_reset(&w->arena);
 	reader_reset_batch(&r);
 	free(r.tail);
 	return rc;
@@ -1046,8 +1066,11 @@ static void worker_free(struct worker *w)
 		w->ops->close(w->erp);
 	sqlite3_finalize(w->dedup);
 	sqlite3_finalize(w->tail);
+	aps_arena_free(&w->arena);
+	aps_batch_builder_free(&w->bb);
+	aps_buf_free(&w->body);
 	aps_db_close(w->db);
-	EVP_MD_CTX_free(w->md);
+	aps_hasher_free(&w->hasher);
 	aps_codec_free(&w->codec);
 	free(w);
 }
@@ -1061,6 +1084,8 @@ int worker__start(struct agent *a, char *err, size_t errlen)
 		return APS_ERR_NOMEM;
 	w->a = a;
 	aps_codec_init(&w->codec, NULL);
+	aps_codec_set_compression(&w->codec, aps_compression_parse(a->opts->compression),
+				  (int)a->opts->compression_level);
 	rc = state__open(a->opts->state, &w->db, err, errlen);
 	if (rc)
 		goto fail;
@@ -1074,8 +1099,7 @@ int worker__start(struct agent *a, char *err, size_t errlen)
 		snprintf(err, errlen, "state database: %s", sqlite3_errmsg(w->db));
 		goto fail;
 	}
-	w->md = EVP_MD_CTX_new();
-	if (!w->md) {
+	if (aps_hasher_init(&w->hasher)) {
 		rc = APS_ERR_NOMEM;
 		goto fail;
 	}

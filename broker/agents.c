@@ -159,10 +159,10 @@ static int send_frame(struct agent_conn *c, int type, uint64_t seq, const cJSON 
 	out.len = LWS_PRE;
 	if (body)
 		rc = aps_frame_encode_json(&c->b->codec, &out, (uint8_t)type, seq, c->rx_durable,
-					   body, 6);
+					   body, 1);
 	else
 		rc = aps_frame_encode(&c->b->codec, &out, (uint8_t)type, seq, c->rx_durable,
-				      text ? text : "{}", text ? strlen(text) : 2, 6);
+				      text ? text : "{}", text ? strlen(text) : 2, 1);
 	if (rc) {
 		log_err("agent %s: cannot encode %s: %s", c->name, aps_msg_name(type),
 			aps_strerror(rc));
@@ -403,57 +403,45 @@ out:
 
 /* ---- messages from a welcomed agent ---- */
 
-static void on_message(struct agent_conn *c, struct aps_frame *f)
+static int close_code_for(int err)
+{
+	return err == APS_ERR_TOO_BIG || err == APS_ERR_INFLATED_TOO_BIG || err == APS_ERR_RATIO
+		       ? APSYNC_CLOSE_TOO_BIG
+	       : err == APS_ERR_VERSION ? APSYNC_CLOSE_VERSION
+	       : err == APS_ERR_INTERNAL || err == APS_ERR_NOMEM ? APSYNC_CLOSE_INTERNAL
+								: APSYNC_CLOSE_PROTOCOL;
+}
+
+static void on_ack(struct agent_conn *c, uint64_t ack)
+{
+	if (ack <= c->peer_ack)
+		return;
+	if (ack > c->tx_sent) {
+		conn_fail(c, APS_ERR_SEQ, APSYNC_CLOSE_PROTOCOL,
+			  "ack %llu is beyond the last message sent (%llu)", (unsigned long long)ack,
+			  (unsigned long long)c->tx_sent);
+		return;
+	}
+	c->peer_ack = ack;
+	store_outbox_ack(c->b->store, c->agent_id, ack);
+}
+
+/* A sequenced message goes, undecoded, to the store writer; its header has
+ * been checked (peek). The receive buffer moves into the item. */
+static void queue_sequenced(struct agent_conn *c, const struct aps_frame *h)
 {
 	struct broker *b = c->b;
 	struct ingest_item *it;
 
-	c->last_rx_mono = aps_mono_ms();
-	if (f->ack > c->peer_ack) {
-		if (f->ack > c->tx_sent) {
-			conn_fail(c, APS_ERR_SEQ, APSYNC_CLOSE_PROTOCOL,
-				  "ack %llu is beyond the last message sent (%llu)",
-				  (unsigned long long)f->ack, (unsigned long long)c->tx_sent);
-			return;
-		}
-		c->peer_ack = f->ack;
-		store_outbox_ack(b->store, c->agent_id, f->ack);
-	}
-	switch (f->type) {
-	case APSYNC_MSG_HEARTBEAT:
-		c->want_heartbeat = 1;
-		lws_callback_on_writable(c->wsi);
-		return;
-	case APSYNC_MSG_ACK:
-		return;
-	case APSYNC_MSG_ERROR: {
-		const char *code = str_field(f->body, "code"), *msg = str_field(f->body, "message");
-
-		log_warn("SyncTool \"%s\" reports an error: %s: %s", c->name, code ? code : "?",
-			 msg ? msg : "");
-		return;
-	}
-	case APSYNC_MSG_JOB_STATUS:
-	case APSYNC_MSG_LIST_BEGIN:
-	case APSYNC_MSG_BATCH:
-	case APSYNC_MSG_LIST_END:
-	case APSYNC_MSG_JOB_END:
-	case APSYNC_MSG_LOG:
-		break;
-	default:
-		conn_fail(c, APS_ERR_TYPE, APSYNC_CLOSE_PROTOCOL, "%s is not a message an agent sends",
-			  aps_msg_name(f->type));
-		return;
-	}
-	if (f->seq <= c->rx_queued) {
+	if (h->seq <= c->rx_queued) {
 		/* A resend of something already stored or queued: ack, do not apply. */
 		lws_callback_on_writable(c->wsi);
 		return;
 	}
-	if (f->seq != c->rx_queued + 1) {
+	if (h->seq != c->rx_queued + 1) {
 		conn_fail(c, APS_ERR_SEQ, APSYNC_CLOSE_PROTOCOL,
 			  "message seq %llu after %llu: messages were lost",
-			  (unsigned long long)f->seq, (unsigned long long)c->rx_queued);
+			  (unsigned long long)h->seq, (unsigned long long)c->rx_queued);
 		return;
 	}
 	it = calloc(1, sizeof(*it));
@@ -463,10 +451,11 @@ static void on_message(struct agent_conn *c, struct aps_frame *f)
 	}
 	it->agent_id = c->agent_id;
 	it->tenant_id = c->tenant_id;
-	it->frame = *f;
-	it->cost = f->body_len + 256;
-	memset(f, 0, sizeof(*f)); /* the body now belongs to the item */
-	c->rx_queued = it->frame.seq;
+	it->seq = h->seq;
+	it->type = h->type;
+	it->raw = c->rx;
+	memset(&c->rx, 0, sizeof(c->rx));
+	c->rx_queued = h->seq;
 	ingest__push(b->ingest, it);
 	if (ingest__queued_bytes(b->ingest) > (size_t)b->opts->ingest_queue && !c->flow_off) {
 		c->flow_off = 1;
@@ -474,30 +463,62 @@ static void on_message(struct agent_conn *c, struct aps_frame *f)
 	}
 }
 
+static void on_control(struct agent_conn *c, struct aps_frame *f)
+{
+	const char *code, *msg;
+
+	switch (f->type) {
+	case APSYNC_MSG_HEARTBEAT:
+		c->want_heartbeat = 1;
+		lws_callback_on_writable(c->wsi);
+		return;
+	case APSYNC_MSG_ACK:
+		return;
+	case APSYNC_MSG_ERROR:
+		code = str_field(f->body, "code");
+		msg = str_field(f->body, "message");
+		log_warn("SyncTool \"%s\" reports an error: %s: %s", c->name, code ? code : "?",
+			 msg ? msg : "");
+		return;
+	case APSYNC_MSG_HELLO:
+		conn_fail(c, APS_ERR_TYPE, APSYNC_CLOSE_PROTOCOL, "HELLO sent twice");
+		return;
+	default:
+		conn_fail(c, APS_ERR_TYPE, APSYNC_CLOSE_PROTOCOL, "%s is not a message an agent sends",
+			  aps_msg_name(f->type));
+	}
+}
+
 static void on_complete_message(struct agent_conn *c)
 {
 	struct aps_frame f;
 	struct aps_codec *codec = &c->b->codec;
-	struct aps_limits saved = codec->lim;
+	struct aps_limits lim = codec->lim;
 	char why[200];
 	int rc;
 
 	if (c->state == CONN_HELLO)
-		codec->lim.max_frame = APSYNC_MAX_PREAUTH_FRAME;
-	rc = aps_frame_decode(codec, c->rx.data, c->rx.len, &f, why, sizeof(why));
-	codec->lim = saved;
-	c->rx.len = 0;
-	if (c->rx.cap > 1024 * 1024)
-		aps_buf_free(&c->rx);
+		lim.max_frame = APSYNC_MAX_PREAUTH_FRAME;
+	rc = aps_frame_peek(&lim, c->rx.data, c->rx.len, &f, why, sizeof(why));
 	if (rc) {
-		conn_fail(c, rc,
-			  rc == APS_ERR_TOO_BIG || rc == APS_ERR_INFLATED_TOO_BIG ||
-					  rc == APS_ERR_RATIO
-				  ? APSYNC_CLOSE_TOO_BIG
-			  : rc == APS_ERR_VERSION ? APSYNC_CLOSE_VERSION
-						  : APSYNC_CLOSE_PROTOCOL,
-			  "%s", why);
-		return;
+		conn_fail(c, rc, close_code_for(rc), "%s", why);
+		goto out;
+	}
+	if (c->state == CONN_READY) {
+		c->last_rx_mono = aps_mono_ms();
+		on_ack(c, f.ack);
+		if (c->state != CONN_READY)
+			goto out;
+		if (f.type >= APSYNC_MSG_JOB_STATUS && f.type <= APSYNC_MSG_LOG) {
+			queue_sequenced(c, &f);
+			goto out;
+		}
+	}
+	/* HELLO and control messages are small: decoded here. */
+	rc = aps_frame_decode(codec, c->rx.data, c->rx.len, &f, why, sizeof(why));
+	if (rc) {
+		conn_fail(c, rc, close_code_for(rc), "%s", why);
+		goto out;
 	}
 	if (c->state == CONN_HELLO) {
 		if (f.type != APSYNC_MSG_HELLO)
@@ -506,12 +527,13 @@ static void on_complete_message(struct agent_conn *c)
 		else
 			on_hello(c, &f);
 	} else if (c->state == CONN_READY) {
-		if (f.type == APSYNC_MSG_HELLO)
-			conn_fail(c, APS_ERR_TYPE, APSYNC_CLOSE_PROTOCOL, "HELLO sent twice");
-		else
-			on_message(c, &f);
+		on_control(c, &f);
 	}
 	aps_frame_clear(&f);
+out:
+	c->rx.len = 0;
+	if (c->rx.cap > 1024 * 1024)
+		aps_buf_free(&c->rx);
 }
 
 static int on_receive(struct agent_conn *c, const void *in, size_t len)
@@ -562,9 +584,7 @@ void agents__applied(struct broker *b, int64_t agent_id, uint64_t seq, int err, 
 	struct agent_conn *c = map_get(b, agent_id), *it;
 
 	if (c && err) {
-		conn_fail(c, err, err == APS_ERR_INTERNAL ? APSYNC_CLOSE_INTERNAL
-							  : APSYNC_CLOSE_PROTOCOL,
-			  "%s", why);
+		conn_fail(c, err, close_code_for(err), "%s", why);
 	} else if (c && seq > c->rx_durable) {
 		c->rx_durable = seq;
 		lws_callback_on_writable(c->wsi);

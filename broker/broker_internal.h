@@ -76,8 +76,9 @@ struct ingest_item {
 	struct ingest_item *next;
 	int64_t agent_id;
 	int64_t tenant_id;
-	struct aps_frame frame;       /* owned */
-	size_t cost;                  /* bytes counted against the queue limit */
+	uint64_t seq;
+	int type;
+	struct aps_buf raw;           /* the frame as received, header checked; owned */
 };
 
 int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errlen);

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "apsync_proto.h"
+#include "arena.h"
 #include "batch.h"
 #include "broker_internal.h"
 #include "err.h"
@@ -51,7 +52,9 @@ struct ingest {
 	int started;
 	/* writer thread only */
 	struct store *store;
-	EVP_MD_CTX *md;
+	struct aps_codec codec;
+	struct aps_arena arena;       /* the group's decoded trees */
+	struct aps_hasher hasher;
 	struct aps_buf row;
 	struct rx_entry *rx;
 	size_t nrx, caprx;
@@ -102,7 +105,7 @@ static int64_t int_field(const cJSON *o, const char *name, int64_t dflt)
 #define WHY(...) snprintf(why, whylen, __VA_ARGS__)
 
 /* The job a message names must be this agent's and still going. */
-static int job_check(struct ingest *in, const struct ingest_item *it, int64_t job_id,
+static int job_check(struct ingest *in, const struct ingest_item *it, int type, int64_t job_id,
 		     struct store_job_ref *ref, char *why, size_t whylen)
 {
 	int rc = job_id > 0 ? store_job_ref(in->store, job_id, ref) : APS_ERR_NOTFOUND;
@@ -110,7 +113,7 @@ static int job_check(struct ingest *in, const struct ingest_item *it, int64_t jo
 	if (rc == APS_ERR_DB)
 		return rc;
 	if (rc || ref->agent_id != it->agent_id) {
-		WHY("%s names job %lld, which is not this SyncTool's", aps_msg_name(it->frame.type),
+		WHY("%s names job %lld, which is not this SyncTool's", aps_msg_name(type),
 		    (long long)job_id);
 		return APS_ERR_MESSAGE;
 	}
@@ -122,17 +125,17 @@ static int job_active(const struct store_job_ref *ref)
 	return !strcmp(ref->status, "dispatched") || !strcmp(ref->status, "running");
 }
 
-/* Appends {"col":value,...} for one row; column names are [a-z0-9_] (checked
- * by aps_batch_parse), values are printed by cJSON without building an
- * object per row. */
+/* Appends one row as the JSON array of its values, each printed by cJSON
+ * into the buffer without building a tree per row. */
 static int row_json(struct aps_buf *out, const struct aps_batch *b, const cJSON *const *vals)
 {
 	size_t need;
 	int i, rc;
 
-	rc = aps_buf_append(out, "{", 1);
+	rc = aps_buf_append(out, "[", 1);
 	for (i = 0; i < b->ncols && !rc; i++) {
-		rc = aps_buf_printf(out, "%s\"%s\":", i ? "," : "", b->cols[i]);
+		if (i)
+			rc = aps_buf_append(out, ",", 1);
 		need = cJSON_IsString(vals[i]) ? strlen(vals[i]->valuestring) * 6 + 8 : 64;
 		for (;;) {
 			if (rc || (rc = aps_buf_reserve(out, need)))
@@ -147,10 +150,11 @@ static int row_json(struct aps_buf *out, const struct aps_batch *b, const cJSON 
 			need *= 4; /* nested arrays and objects: grow until it fits */
 		}
 	}
-	return rc ? rc : aps_buf_append(out, "}", 1);
+	return rc ? rc : aps_buf_append(out, "]", 1);
 }
 
-static int apply_batch(struct ingest *in, const struct ingest_item *it, char *why, size_t whylen)
+static int apply_batch(struct ingest *in, const struct ingest_item *it, const struct aps_frame *f,
+		       char *why, size_t whylen)
 {
 	struct store_list_counts counts = {0};
 	struct store_job_ref ref;
@@ -160,17 +164,18 @@ static int apply_batch(struct ingest *in, const struct ingest_item *it, char *wh
 	struct store_row *rows = NULL;
 	size_t *offs = NULL;
 	const char *prev;
+	char *cols;
 	int status_col = -1, modified_col = -1, i, n = 0, rc, ranged;
 
-	rc = aps_batch_parse(it->frame.body, &b, why, whylen);
+	rc = aps_batch_parse(f->body, &b, why, whylen);
 	if (rc)
 		return rc;
-	rc = job_check(in, it, b.job, &ref, why, whylen);
+	rc = job_check(in, it, f->type, b.job, &ref, why, whylen);
 	if (rc || !job_active(&ref))
 		return rc;
 	/* A full read names the key its batch starts after: the batch then covers
 	 * a whole key range, and keys missing from it were deleted in the ERP. */
-	after = cJSON_GetObjectItemCaseSensitive(it->frame.body, "after");
+	after = cJSON_GetObjectItemCaseSensitive(f->body, "after");
 	ranged = after != NULL;
 	if (ranged && (strcmp(ref.mode, "full") || !(cJSON_IsNull(after) || cJSON_IsString(after)))) {
 		WHY("BATCH \"after\" belongs to full syncs and is a key or null");
@@ -203,7 +208,7 @@ static int apply_batch(struct ingest *in, const struct ingest_item *it, char *wh
 			goto out;
 		}
 		prev = r->key;
-		r->hash = aps_row_hash(in->md, vals, b.ncols);
+		r->hash = aps_row_hash(&in->hasher, vals, b.ncols);
 		r->status = status_col >= 0 && cJSON_IsString(vals[status_col])
 				    ? vals[status_col]->valuestring
 				    : NULL;
@@ -222,8 +227,14 @@ static int apply_batch(struct ingest *in, const struct ingest_item *it, char *wh
 	for (i = 0; i < n; i++)
 		rows[i].data = (const char *)in->row.data + offs[i];
 	counts.received = n;
-	rc = store_items_apply(in->store, ref.entity_id, b.list, b.job, rows, n, ranged,
+	cols = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(f->body, "cols"));
+	if (!cols) {
+		rc = APS_ERR_NOMEM;
+		goto out;
+	}
+	rc = store_items_apply(in->store, ref.entity_id, b.list, b.job, cols, rows, n, ranged,
 			       ranged && cJSON_IsString(after) ? after->valuestring : NULL, &counts);
+	cJSON_free(cols);
 	if (!rc)
 		rc = store_job_list_add(in->store, b.job, b.list, &counts);
 	if (rc == APS_ERR_NOTFOUND) {
@@ -237,25 +248,25 @@ out:
 }
 
 /* Applies one message; *job_ended set when a job finished. */
-static int apply(struct ingest *in, const struct ingest_item *it, int *job_ended, char *why,
-		 size_t whylen)
+static int apply(struct ingest *in, const struct ingest_item *it, const struct aps_frame *f,
+		 int *job_ended, char *why, size_t whylen)
 {
-	const cJSON *body = it->frame.body, *err;
+	const cJSON *body = f->body, *err;
 	int64_t job = int_field(body, "job", 0), now = aps_now_ms();
 	const char *list = str_field(body, "list"), *s, *code = NULL, *msg = NULL;
 	struct store_job_ref ref;
 	char final[16], line[600];
 	int rc;
 
-	if (it->frame.type == APSYNC_MSG_BATCH)
-		return apply_batch(in, it, why, whylen);
-	rc = job_check(in, it, job, &ref, why, whylen);
+	if (f->type == APSYNC_MSG_BATCH)
+		return apply_batch(in, it, f, why, whylen);
+	rc = job_check(in, it, f->type, job, &ref, why, whylen);
 	if (rc)
 		return rc;
-	if (!job_active(&ref) && it->frame.type != APSYNC_MSG_LOG) {
+	if (!job_active(&ref) && f->type != APSYNC_MSG_LOG) {
 		/* The broker ended the job meanwhile (cancelled, timed out). */
 		log_info("job %lld: %s after the job ended (%s); ignored", (long long)job,
-			 aps_msg_name(it->frame.type), ref.status);
+			 aps_msg_name(f->type), ref.status);
 		return APS_OK;
 	}
 	err = cJSON_GetObjectItemCaseSensitive(body, "error");
@@ -263,11 +274,11 @@ static int apply(struct ingest *in, const struct ingest_item *it, int *job_ended
 		code = str_field(err, "code");
 		msg = str_field(err, "message");
 		if (!code) {
-			WHY("%s error lacks a code", aps_msg_name(it->frame.type));
+			WHY("%s error lacks a code", aps_msg_name(f->type));
 			return APS_ERR_MESSAGE;
 		}
 	}
-	switch (it->frame.type) {
+	switch (f->type) {
 	case APSYNC_MSG_JOB_STATUS:
 		s = str_field(body, "state");
 		if (!s) {
@@ -348,7 +359,7 @@ static int apply(struct ingest *in, const struct ingest_item *it, int *job_ended
 					 str_field(body, "level") ? str_field(body, "level") : "info",
 					 s);
 	default:
-		WHY("unexpected %s", aps_msg_name(it->frame.type));
+		WHY("unexpected %s", aps_msg_name(f->type));
 		return APS_ERR_TYPE;
 	}
 }
@@ -385,6 +396,7 @@ static void apply_group(struct ingest *in, struct ingest_item *group)
 {
 	struct done *results = NULL, *d, *next;
 	struct ingest_item *it;
+	struct aps_frame f;
 	struct rx_entry *rx;
 	char why[240];
 	int rc, ended;
@@ -401,30 +413,38 @@ static void apply_group(struct ingest *in, struct ingest_item *group)
 			rc = APS_ERR_INTERNAL;
 			goto failed;
 		}
-		if (d->err || it->frame.seq <= rx->rx)
+		if (d->err || it->seq <= rx->rx)
 			continue; /* this agent failed earlier in the group, or a replay */
 		ended = 0;
 		why[0] = '\0';
+		rc = aps_frame_decode(&in->codec, it->raw.data, it->raw.len, &f, why, sizeof(why));
+		if (rc) {
+			d->err = rc;
+			snprintf(d->why, sizeof(d->why), "%s seq %llu: %.200s", aps_msg_name(it->type),
+				 (unsigned long long)it->seq, why);
+			continue;
+		}
 		if (store_savepoint(in->store)) {
 			store_rollback(in->store);
 			rc = APS_ERR_INTERNAL;
 			goto failed;
 		}
-		rc = apply(in, it, &ended, why, sizeof(why));
+		rc = apply(in, it, &f, &ended, why, sizeof(why));
 		if (!rc)
-			rc = store_agent_rx_set(in->store, it->agent_id, it->frame.seq);
+			rc = store_agent_rx_set(in->store, it->agent_id, it->seq);
+		aps_frame_clear(&f);
+		aps_arena_reset(&in->arena); /* this frame's trees: memory for one frame */
 		if (rc) {
 			store_savepoint_rollback(in->store);
 			d->err = rc == APS_ERR_DB || rc == APS_ERR_NOMEM ? APS_ERR_INTERNAL : rc;
-			snprintf(d->why, sizeof(d->why), "%s seq %llu: %.200s",
-				 aps_msg_name(it->frame.type), (unsigned long long)it->frame.seq,
-				 why[0] ? why : aps_strerror(rc));
+			snprintf(d->why, sizeof(d->why), "%s seq %llu: %.200s", aps_msg_name(it->type),
+				 (unsigned long long)it->seq, why[0] ? why : aps_strerror(rc));
 			continue;
 		}
 		store_savepoint_release(in->store);
-		d->seq = it->frame.seq;
+		d->seq = it->seq;
 		d->job_ended |= ended;
-		rx->rx = it->frame.seq;
+		rx->rx = it->seq;
 	}
 	if (store_commit(in->store)) {
 		store_rollback(in->store);
@@ -478,10 +498,10 @@ static void *writer_main(void *arg)
 			break;
 		}
 		group = last = in->head;
-		bytes = group->cost;
+		bytes = group->raw.len;
 		for (n = 1; last->next && n < GROUP_MAX; n++) {
 			last = last->next;
-			bytes += last->cost;
+			bytes += last->raw.len;
 		}
 		in->head = last->next;
 		if (!in->head)
@@ -489,14 +509,18 @@ static void *writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&in->mu);
 
+		/* Decoded trees live in the arena, reset after each frame. */
+		aps_arena_use(&in->arena);
 		apply_group(in, group);
+		aps_arena_use(NULL);
+		aps_arena_reset(&in->arena);
 
 		pthread_mutex_lock(&in->mu);
 		in->queued_bytes -= bytes;
 		pthread_mutex_unlock(&in->mu);
 		while (group) {
 			it = group->next;
-			aps_frame_clear(&group->frame);
+			aps_buf_free(&group->raw);
 			free(group);
 			group = it;
 		}
@@ -514,13 +538,13 @@ int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errle
 	if (!in)
 		return APS_ERR_NOMEM;
 	in->b = b;
+	aps_codec_init(&in->codec, NULL);
 	pthread_mutex_init(&in->mu, NULL);
 	pthread_cond_init(&in->cv, NULL);
 	rc = store_open(b->opts->data, &in->store, err, errlen);
 	if (rc)
 		goto fail;
-	in->md = EVP_MD_CTX_new();
-	if (!in->md || aps_buf_reserve(&in->row, 65536)) {
+	if (aps_hasher_init(&in->hasher) || aps_buf_reserve(&in->row, 65536)) {
 		rc = APS_ERR_NOMEM;
 		goto fail;
 	}
@@ -555,7 +579,9 @@ void ingest__stop(struct ingest *in)
 		free(d);
 	}
 	store_close(in->store);
-	EVP_MD_CTX_free(in->md);
+	aps_codec_free(&in->codec);
+	aps_arena_free(&in->arena);
+	aps_hasher_free(&in->hasher);
 	aps_buf_free(&in->row);
 	free(in->rx);
 	pthread_mutex_destroy(&in->mu);
@@ -572,7 +598,7 @@ void ingest__push(struct ingest *in, struct ingest_item *it)
 	else
 		in->head = it;
 	in->tail = it;
-	in->queued_bytes += it->cost;
+	in->queued_bytes += it->raw.len;
 	pthread_cond_signal(&in->cv);
 	pthread_mutex_unlock(&in->mu);
 }

@@ -6,6 +6,7 @@
 
 #include "apsync_proto.h"
 #include "broker_internal.h"
+#include "arena.h"
 #include "err.h"
 #include "log.h"
 
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
 		printf("apsync-broker %s (protocol %d)\n", APSYNC_VERSION, APSYNC_PROTO_VERSION);
 		return 0;
 	}
+	aps_arena_hooks_install();
 	aps_log_init("broker", APS_LOG_NOTICE);
 	if (!strcmp(argv[1], "serve"))
 		return serve_main(argc - 2, argv + 2);

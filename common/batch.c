@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "buf.h"
 #include "err.h"
 
 #define WHY(...)                                                               \
@@ -132,148 +133,259 @@ int aps_batch_iter_next(struct aps_batch_iter *it, const cJSON **vals)
 	return 1;
 }
 
+int aps_json_string(struct aps_buf *out, const char *s)
+{
+	cJSON item;
+	size_t n = strlen(s);
+	int rc = aps_buf_reserve(out, n * 6 + 3);
+
+	if (rc)
+		return rc;
+	memset(&item, 0, sizeof(item));
+	item.type = cJSON_String;
+	item.valuestring = (char *)s;
+	if (!cJSON_PrintPreallocated(&item, (char *)out->data + out->len,
+				     (int)(out->cap - out->len), 0))
+		return APS_ERR_NOMEM;
+	out->len += strlen((char *)out->data + out->len);
+	return APS_OK;
+}
+
 int aps_batch_builder_init(struct aps_batch_builder *bb, int64_t job, const char *list,
 			   const char *key, const char *const *cols, int ncols)
 {
-	cJSON *c, *d;
 	int i;
 
-	memset(bb, 0, sizeof(*bb));
 	if (ncols < 1 || ncols > (int)APSYNC_MAX_COLUMNS)
 		return APS_ERR_RANGE;
-	bb->root = cJSON_CreateObject();
-	if (!bb->root)
-		return APS_ERR_NOMEM;
-	cJSON_AddNumberToObject(bb->root, "job", (double)job);
-	cJSON_AddStringToObject(bb->root, "list", list);
-	cJSON_AddStringToObject(bb->root, "key", key);
-	cJSON_AddNumberToObject(bb->root, "rows", 0);
-	c = cJSON_AddArrayToObject(bb->root, "cols");
-	d = cJSON_AddArrayToObject(bb->root, "data");
-	if (!c || !d)
-		goto nomem;
-	for (i = 0; i < ncols; i++) {
-		if (!cJSON_AddItemToArray(c, cJSON_CreateString(cols[i])))
-			goto nomem;
-		bb->data[i] = cJSON_CreateArray();
-		if (!cJSON_AddItemToArray(d, bb->data[i]))
-			goto nomem;
-	}
+	bb->job = job;
+	bb->list = list;
+	bb->key = key;
+	bb->cols = cols;
 	bb->ncols = ncols;
+	bb->nrows = 0;
 	bb->approx_bytes = 64;
+	for (i = 0; i < (int)APSYNC_MAX_COLUMNS; i++)
+		bb->col[i].len = 0;
 	return APS_OK;
-nomem:
-	aps_batch_builder_free(bb);
-	return APS_ERR_NOMEM;
 }
 
-/* A rough size of a value printed as JSON, for batch byte limits. */
-static size_t approx_size(const cJSON *v)
+static int print_value(struct aps_buf *b, const struct aps_value *v)
 {
-	const cJSON *c;
-	size_t n = 2;
-
-	if (cJSON_IsString(v))
-		return strlen(v->valuestring) + 3;
-	if (cJSON_IsNumber(v))
-		return 12;
-	if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
-		cJSON_ArrayForEach(c, v)
-			n += approx_size(c) + (c->string ? strlen(c->string) + 4 : 1);
-		return n;
+	switch (v->type) {
+	case APS_V_NULL:
+		return aps_buf_append(b, "null", 4);
+	case APS_V_FALSE:
+		return aps_buf_append(b, "false", 5);
+	case APS_V_TRUE:
+		return aps_buf_append(b, "true", 4);
+	case APS_V_INT:
+		return aps_buf_printf(b, "%lld", (long long)v->i);
+	case APS_V_TEXT:
+		return aps_json_string(b, v->s ? v->s : "");
+	case APS_V_JSON:
+		return aps_buf_append_str(b, v->s ? v->s : "null");
 	}
-	return 5;
+	return APS_ERR_INVAL;
 }
 
-int aps_batch_builder_add(struct aps_batch_builder *bb, cJSON **vals)
+int aps_batch_builder_add(struct aps_batch_builder *bb, const struct aps_value *vals)
 {
+	size_t before;
 	int i, rc = APS_OK;
 
-	for (i = 0; i < bb->ncols; i++) {
-		if (rc == APS_OK && vals[i]) {
-			bb->approx_bytes += approx_size(vals[i]);
-			cJSON_AddItemToArray(bb->data[i], vals[i]);
-		} else {
-			cJSON_Delete(vals[i]);
-			rc = APS_ERR_NOMEM;
-		}
-		vals[i] = NULL;
+	for (i = 0; i < bb->ncols && !rc; i++) {
+		before = bb->col[i].len;
+		if (bb->nrows)
+			rc = aps_buf_append(&bb->col[i], ",", 1);
+		if (!rc)
+			rc = print_value(&bb->col[i], &vals[i]);
+		bb->approx_bytes += bb->col[i].len - before;
 	}
-	if (rc == APS_OK)
+	if (!rc)
 		bb->nrows++;
 	return rc;
 }
 
-cJSON *aps_batch_builder_take(struct aps_batch_builder *bb)
+int aps_batch_builder_finish(struct aps_batch_builder *bb, int has_after, const char *after,
+			     struct aps_buf *out)
 {
-	cJSON *root = bb->root;
+	int i, rc;
 
-	if (root)
-		cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(root, "rows"), bb->nrows);
-	memset(bb, 0, sizeof(*bb));
-	return root;
+	out->len = 0;
+	rc = aps_buf_reserve(out, bb->approx_bytes + 256);
+	if (!rc)
+		rc = aps_buf_printf(out, "{\"job\":%lld,\"list\":", (long long)bb->job);
+	if (!rc)
+		rc = aps_json_string(out, bb->list);
+	if (!rc)
+		rc = aps_buf_append_str(out, ",\"key\":");
+	if (!rc)
+		rc = aps_json_string(out, bb->key);
+	if (!rc)
+		rc = aps_buf_printf(out, ",\"rows\":%d,\"cols\":[", bb->nrows);
+	for (i = 0; i < bb->ncols && !rc; i++) {
+		if (i)
+			rc = aps_buf_append(out, ",", 1);
+		if (!rc)
+			rc = aps_json_string(out, bb->cols[i]);
+	}
+	if (!rc)
+		rc = aps_buf_append_str(out, "],\"data\":[");
+	for (i = 0; i < bb->ncols && !rc; i++) {
+		rc = aps_buf_append(out, i ? ",[" : "[", i ? 2 : 1);
+		if (!rc)
+			rc = aps_buf_append(out, bb->col[i].data, bb->col[i].len);
+		if (!rc)
+			rc = aps_buf_append(out, "]", 1);
+	}
+	if (!rc)
+		rc = aps_buf_append(out, "]", 1);
+	if (!rc && has_after) {
+		rc = aps_buf_append_str(out, ",\"after\":");
+		if (!rc)
+			rc = after ? aps_json_string(out, after) : aps_buf_append_str(out, "null");
+	}
+	if (!rc)
+		rc = aps_buf_append(out, "}", 1);
+	if (!rc)
+		rc = aps_buf_terminate(out);
+	return rc;
 }
 
 void aps_batch_builder_free(struct aps_batch_builder *bb)
 {
-	cJSON_Delete(bb->root);
+	int i;
+
+	for (i = 0; i < (int)APSYNC_MAX_COLUMNS; i++)
+		aps_buf_free(&bb->col[i]);
 	memset(bb, 0, sizeof(*bb));
 }
 
-/* Canonical encoding: per value a tag byte, then for strings and nested values
- * a 4-byte big-endian length and the bytes. */
-static void hash_value(EVP_MD_CTX *md, const cJSON *v)
+/* Canonical encoding: per value a tag byte, then for strings, numbers and
+ * nested values a 4-byte big-endian length and the bytes. Built in one
+ * buffer and digested in one call. */
+static int encode(struct aps_buf *b, char tag, const char *s)
 {
-	unsigned char tag, len[4];
-	const char *s = NULL;
-	char num[32], *printed = NULL;
-	size_t n;
+	size_t n = s ? strlen(s) : 0;
+	int rc = aps_buf_reserve(b, 5 + n);
 
-	if (cJSON_IsString(v)) {
-		tag = 's';
-		s = v->valuestring;
-	} else if (cJSON_IsNumber(v)) {
-		tag = 'd';
-		snprintf(num, sizeof(num), "%.17g", v->valuedouble);
-		s = num;
-	} else if (cJSON_IsTrue(v)) {
-		tag = 't';
-	} else if (cJSON_IsFalse(v)) {
-		tag = 'f';
-	} else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
-		tag = 'j';
-		printed = cJSON_PrintUnformatted(v);
-		s = printed ? printed : "";
-	} else {
-		tag = 'n';
-	}
-	EVP_DigestUpdate(md, &tag, 1);
+	if (rc)
+		return rc;
+	b->data[b->len++] = (uint8_t)tag;
 	if (s) {
-		n = strlen(s);
-		len[0] = (unsigned char)(n >> 24);
-		len[1] = (unsigned char)(n >> 16);
-		len[2] = (unsigned char)(n >> 8);
-		len[3] = (unsigned char)n;
-		EVP_DigestUpdate(md, len, 4);
-		EVP_DigestUpdate(md, s, n);
+		b->data[b->len++] = (uint8_t)(n >> 24);
+		b->data[b->len++] = (uint8_t)(n >> 16);
+		b->data[b->len++] = (uint8_t)(n >> 8);
+		b->data[b->len++] = (uint8_t)n;
+		memcpy(b->data + b->len, s, n);
+		b->len += n;
 	}
-	cJSON_free(printed);
+	return APS_OK;
 }
 
-uint64_t aps_row_hash(EVP_MD_CTX *md, const cJSON *const *vals, int ncols)
+static int encode_value(struct aps_buf *b, const cJSON *v)
+{
+	char num[32], *printed;
+	int rc;
+
+	if (cJSON_IsString(v))
+		return encode(b, 's', v->valuestring);
+	if (cJSON_IsNumber(v)) {
+		snprintf(num, sizeof(num), "%.17g", v->valuedouble);
+		return encode(b, 'd', num);
+	}
+	if (cJSON_IsTrue(v))
+		return encode(b, 't', NULL);
+	if (cJSON_IsFalse(v))
+		return encode(b, 'f', NULL);
+	if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+		printed = cJSON_PrintUnformatted(v);
+		rc = encode(b, 'j', printed ? printed : "");
+		cJSON_free(printed);
+		return rc;
+	}
+	return encode(b, 'n', NULL);
+}
+
+static int encode_aval(struct aps_buf *b, const struct aps_value *v)
+{
+	char num[32];
+
+	switch (v->type) {
+	case APS_V_TEXT:
+		return encode(b, 's', v->s ? v->s : "");
+	case APS_V_INT:
+		snprintf(num, sizeof(num), "%.17g", (double)v->i);
+		return encode(b, 'd', num);
+	case APS_V_TRUE:
+		return encode(b, 't', NULL);
+	case APS_V_FALSE:
+		return encode(b, 'f', NULL);
+	case APS_V_JSON:
+		return encode(b, 'j', v->s ? v->s : "");
+	default:
+		return encode(b, 'n', NULL);
+	}
+}
+
+int aps_hasher_init(struct aps_hasher *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	h->md = EVP_MD_CTX_new();
+	if (!h->sha256 || !h->md) {
+		aps_hasher_free(h);
+		return APS_ERR_NOMEM;
+	}
+	return APS_OK;
+}
+
+void aps_hasher_free(struct aps_hasher *h)
+{
+	EVP_MD_CTX_free(h->md);
+	EVP_MD_free(h->sha256);
+	aps_buf_free(&h->enc);
+	memset(h, 0, sizeof(*h));
+}
+
+static uint64_t digest(struct aps_hasher *hs)
 {
 	unsigned char out[EVP_MAX_MD_SIZE];
 	unsigned int outlen = 0;
 	uint64_t h = 0;
 	int i;
 
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	for (i = 0; i < ncols; i++)
-		hash_value(md, vals[i]);
-	EVP_DigestFinal_ex(md, out, &outlen);
+	EVP_DigestInit_ex2(hs->md, hs->sha256, NULL);
+	EVP_DigestUpdate(hs->md, hs->enc.data, hs->enc.len);
+	EVP_DigestFinal_ex(hs->md, out, &outlen);
 	for (i = 0; i < 8; i++)
 		h = h << 8 | out[i];
+	if (hs->enc.cap > (1 << 20))
+		aps_buf_free(&hs->enc); /* a huge row does not pin memory */
 	return h;
+}
+
+uint64_t aps_row_hash(struct aps_hasher *hs, const cJSON *const *vals, int ncols)
+{
+	int i;
+
+	hs->enc.len = 0;
+	for (i = 0; i < ncols; i++)
+		if (encode_value(&hs->enc, vals[i]))
+			return 0; /* out of memory: a zero hash fails the checksum, loudly */
+	return digest(hs);
+}
+
+uint64_t aps_row_hash_values(struct aps_hasher *hs, const struct aps_value *vals, int ncols)
+{
+	int i;
+
+	hs->enc.len = 0;
+	for (i = 0; i < ncols; i++)
+		if (encode_aval(&hs->enc, &vals[i]))
+			return 0;
+	return digest(hs);
 }
 
 void aps_checksum_hex(uint64_t sum, char out[17])

@@ -95,10 +95,33 @@ void aps_codec_init(struct aps_codec *c, const struct aps_limits *lim)
 	memset(c, 0, sizeof(*c));
 	c->lim = lim ? *lim : aps_limits_default;
 	c->zd_level = -1;
+	c->algo = APS_COMPRESS_ZSTD;
+	c->level = 3;
+}
+
+void aps_codec_set_compression(struct aps_codec *c, enum aps_compression algo, int level)
+{
+	c->algo = algo;
+	c->level = level;
+}
+
+int aps_compression_parse(const char *name)
+{
+	if (!strcmp(name, "zstd"))
+		return APS_COMPRESS_ZSTD;
+	if (!strcmp(name, "deflate"))
+		return APS_COMPRESS_DEFLATE;
+	if (!strcmp(name, "none"))
+		return APS_COMPRESS_NONE;
+	return -1;
 }
 
 void aps_codec_free(struct aps_codec *c)
 {
+	ZSTD_freeCCtx(c->zc);
+	ZSTD_freeDCtx(c->zdc);
+	c->zc = NULL;
+	c->zdc = NULL;
 	if (c->zd_level >= 0)
 		deflateEnd(&c->zd);
 	if (c->zi_ready)
@@ -211,20 +234,51 @@ static int inflate_body(struct aps_codec *c, const uint8_t *in, size_t in_len, u
 	return APS_OK;
 }
 
+/* One complete Zstandard frame declaring, and holding, exactly out_len bytes;
+ * the decoder's window is bounded, so no frame makes it allocate more. */
+static int zstd_body(struct aps_codec *c, const uint8_t *in, size_t in_len, uint32_t out_len)
+{
+	unsigned long long declared;
+	size_t n;
+	int rc;
+
+	declared = ZSTD_getFrameContentSize(in, in_len);
+	if (declared == ZSTD_CONTENTSIZE_ERROR)
+		return APS_ERR_INFLATE;
+	if (declared != out_len) /* also ZSTD_CONTENTSIZE_UNKNOWN */
+		return APS_ERR_LENGTH;
+	n = ZSTD_findFrameCompressedSize(in, in_len);
+	if (ZSTD_isError(n) || n != in_len)
+		return APS_ERR_INFLATE; /* truncated, or something after the frame */
+	if (!c->zdc) {
+		c->zdc = ZSTD_createDCtx();
+		if (!c->zdc ||
+		    ZSTD_isError(ZSTD_DCtx_setParameter(c->zdc, ZSTD_d_windowLogMax,
+							(int)APSYNC_ZSTD_WINDOW_LOG_MAX)))
+			return APS_ERR_NOMEM;
+	}
+	rc = aps_buf_reserve(&c->scratch, (size_t)out_len + 1);
+	if (rc)
+		return rc;
+	n = ZSTD_decompressDCtx(c->zdc, c->scratch.data, out_len, in, in_len);
+	if (ZSTD_isError(n))
+		return APS_ERR_INFLATE;
+	if (n != out_len)
+		return APS_ERR_LENGTH;
+	c->scratch.len = out_len;
+	return APS_OK;
+}
+
 #define WHY(...)                                                               \
 	do {                                                                   \
 		if (why)                                                       \
 			snprintf(why, whylen, __VA_ARGS__);                    \
 	} while (0)
 
-int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct aps_frame *out,
-		     char *why, size_t whylen)
+int aps_frame_peek(const struct aps_limits *lim, const uint8_t *buf, size_t len,
+		   struct aps_frame *out, char *why, size_t whylen)
 {
-	const struct aps_limits *lim = &c->lim;
-	const uint8_t *payload;
-	const char *text, *end = NULL;
 	size_t plen;
-	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (why && whylen)
@@ -254,8 +308,9 @@ int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct
 		WHY("unknown message type 0x%02x", out->type);
 		return APS_ERR_TYPE;
 	}
-	if (out->flags & ~APSYNC_FLAGS_KNOWN) {
-		WHY("unknown flag bits 0x%02x", out->flags & ~APSYNC_FLAGS_KNOWN);
+	if ((out->flags & ~APSYNC_FLAGS_KNOWN) ||
+	    (out->flags & APSYNC_FLAGS_CODECS) == APSYNC_FLAGS_CODECS) {
+		WHY("unknown flag bits 0x%02x", out->flags);
 		return APS_ERR_FLAGS;
 	}
 	if (aps_msg_sequenced(out->type) ? out->seq == 0 : out->seq != 0) {
@@ -267,26 +322,44 @@ int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct
 		WHY("body is %u bytes, the limit is %u", out->body_len, lim->max_inflated);
 		return APS_ERR_INFLATED_TOO_BIG;
 	}
-	payload = buf + APSYNC_HEADER_LEN;
 	plen = len - APSYNC_HEADER_LEN;
-	if (out->flags & APSYNC_FLAG_DEFLATE) {
+	if (out->flags & APSYNC_FLAGS_CODECS) {
 		if (plen == 0 || out->body_len / plen >= lim->max_ratio) {
 			WHY("body of %u bytes from %zu compressed, ratio limit %u", out->body_len,
 			    plen, lim->max_ratio);
 			return plen ? APS_ERR_RATIO : APS_ERR_INFLATE;
 		}
-		rc = inflate_body(c, payload, plen, out->body_len);
+	} else if (plen != out->body_len) {
+		WHY("header says %u body bytes, frame holds %zu", out->body_len, plen);
+		return APS_ERR_LENGTH;
+	}
+	return APS_OK;
+}
+
+int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct aps_frame *out,
+		     char *why, size_t whylen)
+{
+	const struct aps_limits *lim = &c->lim;
+	const uint8_t *payload;
+	const char *text, *end = NULL;
+	size_t plen;
+	int rc;
+
+	rc = aps_frame_peek(lim, buf, len, out, why, whylen);
+	if (rc)
+		return rc;
+	payload = buf + APSYNC_HEADER_LEN;
+	plen = len - APSYNC_HEADER_LEN;
+	if (out->flags & APSYNC_FLAGS_CODECS) {
+		rc = (out->flags & APSYNC_FLAG_ZSTD) ? zstd_body(c, payload, plen, out->body_len)
+						     : inflate_body(c, payload, plen, out->body_len);
 		if (rc) {
 			WHY("%s", rc == APS_ERR_LENGTH ? "inflated length differs from the header"
-						       : "DEFLATE stream is corrupt");
+						       : "compressed body is corrupt");
 			return rc;
 		}
 		text = (const char *)c->scratch.data;
 	} else {
-		if (plen != out->body_len) {
-			WHY("header says %u body bytes, frame holds %zu", out->body_len, plen);
-			return APS_ERR_LENGTH;
-		}
 		text = (const char *)payload;
 	}
 	rc = aps_json_precheck(text, out->body_len, lim->max_depth);
@@ -339,8 +412,35 @@ static int deflate_body(struct aps_codec *c, const char *json, size_t len, int l
 	return APS_OK;
 }
 
+static int zstd_compress(struct aps_codec *c, const char *json, size_t len)
+{
+	size_t n;
+	int rc;
+
+	if (!c->zc) {
+		c->zc = ZSTD_createCCtx();
+		if (!c->zc)
+			return APS_ERR_NOMEM;
+	}
+	ZSTD_CCtx_reset(c->zc, ZSTD_reset_session_and_parameters);
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, c->level)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_windowLog,
+						(int)APSYNC_ZSTD_WINDOW_LOG_MAX)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_contentSizeFlag, 1)))
+		return APS_ERR_INTERNAL;
+	c->scratch.len = 0;
+	rc = aps_buf_reserve(&c->scratch, ZSTD_compressBound(len));
+	if (rc)
+		return rc;
+	n = ZSTD_compress2(c->zc, c->scratch.data, c->scratch.cap, json, len);
+	if (ZSTD_isError(n))
+		return APS_ERR_INTERNAL;
+	c->scratch.len = n;
+	return APS_OK;
+}
+
 int aps_frame_encode(struct aps_codec *c, struct aps_buf *out, uint8_t type, uint64_t seq,
-		     uint64_t ack, const char *json, size_t json_len, int level)
+		     uint64_t ack, const char *json, size_t json_len, int compress)
 {
 	uint8_t hdr[APSYNC_HEADER_LEN];
 	const void *body = json;
@@ -349,15 +449,18 @@ int aps_frame_encode(struct aps_codec *c, struct aps_buf *out, uint8_t type, uin
 
 	if (json_len > c->lim.max_inflated)
 		return APS_ERR_INFLATED_TOO_BIG;
-	if (level > 0 && json_len >= MIN_DEFLATE_LEN) {
-		rc = deflate_body(c, json, json_len, level > 9 ? 9 : level);
+	if (compress && c->algo != APS_COMPRESS_NONE && json_len >= MIN_DEFLATE_LEN) {
+		if (c->algo == APS_COMPRESS_ZSTD)
+			rc = zstd_compress(c, json, json_len);
+		else
+			rc = deflate_body(c, json, json_len, c->level < 1 ? 1 : c->level > 9 ? 9 : c->level);
 		if (rc)
 			return rc;
 		/* Keep the ratio strictly below the limit the decoder applies. */
 		if (c->scratch.len < json_len && json_len / c->scratch.len < c->lim.max_ratio) {
 			body = c->scratch.data;
 			body_len = c->scratch.len;
-			flags = APSYNC_FLAG_DEFLATE;
+			flags = c->algo == APS_COMPRESS_ZSTD ? APSYNC_FLAG_ZSTD : APSYNC_FLAG_DEFLATE;
 		}
 	}
 	if (APSYNC_HEADER_LEN + body_len > c->lim.max_frame)
@@ -378,14 +481,14 @@ int aps_frame_encode(struct aps_codec *c, struct aps_buf *out, uint8_t type, uin
 }
 
 int aps_frame_encode_json(struct aps_codec *c, struct aps_buf *out, uint8_t type, uint64_t seq,
-			  uint64_t ack, const cJSON *body, int level)
+			  uint64_t ack, const cJSON *body, int compress)
 {
 	char *json = cJSON_PrintUnformatted(body);
 	int rc;
 
 	if (!json)
 		return APS_ERR_NOMEM;
-	rc = aps_frame_encode(c, out, type, seq, ack, json, strlen(json), level);
+	rc = aps_frame_encode(c, out, type, seq, ack, json, strlen(json), compress);
 	cJSON_free(json);
 	return rc;
 }

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "buf.h"
 
@@ -35,8 +36,18 @@ struct aps_frame {
 	cJSON *body;       /* owned; freed by aps_frame_clear() */
 };
 
+enum aps_compression {
+	APS_COMPRESS_NONE = 0,
+	APS_COMPRESS_DEFLATE,
+	APS_COMPRESS_ZSTD,
+};
+
 struct aps_codec {
 	struct aps_limits lim;
+	enum aps_compression algo; /* what the encoder uses (default zstd) */
+	int level;                 /* its level (default 3) */
+	ZSTD_CCtx *zc;
+	ZSTD_DCtx *zdc;
 	z_stream zd;       /* deflate, reset per frame */
 	int zd_level;      /* level zd was initialised with, -1 if none */
 	z_stream zi;       /* inflate, reset per frame */
@@ -45,7 +56,19 @@ struct aps_codec {
 };
 
 void aps_codec_init(struct aps_codec *c, const struct aps_limits *lim);
+/* Chooses the encoder's algorithm and level (deflate 1-9, zstd 1-19). */
+void aps_codec_set_compression(struct aps_codec *c, enum aps_compression algo, int level);
+/* "zstd", "deflate", "none" → algorithm; -1 if unknown. */
+int aps_compression_parse(const char *name);
 void aps_codec_free(struct aps_codec *c);
+
+/*
+ * Checks a frame's header against every rule that needs no inflating (size,
+ * magic, version, type, flags, seq, declared and compressed lengths, ratio)
+ * and fills out's header fields; out->body stays NULL.
+ */
+int aps_frame_peek(const struct aps_limits *lim, const uint8_t *buf, size_t len,
+		   struct aps_frame *out, char *why, size_t whylen);
 
 /*
  * Decodes one whole frame. On success out->body holds the JSON object. On
@@ -58,17 +81,17 @@ int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct
 void aps_frame_clear(struct aps_frame *f);
 
 /*
- * Appends one frame to `out`: header and the JSON text `json` as body. The
- * body is deflated at `level` (1-9) when that makes it smaller and keeps the
- * ratio within the limit; level 0 never compresses. Fails with
- * APS_ERR_INFLATED_TOO_BIG or APS_ERR_TOO_BIG when the result would break a
- * limit, leaving `out` as it was.
+ * Appends one frame to `out`: header and the JSON text `json` as body. With
+ * `compress`, the body is compressed with the codec's algorithm and level
+ * when it is long enough, that makes it smaller and the ratio stays within
+ * the limit. Fails with APS_ERR_INFLATED_TOO_BIG or APS_ERR_TOO_BIG when the
+ * result would break a limit, leaving `out` as it was.
  */
 int aps_frame_encode(struct aps_codec *c, struct aps_buf *out, uint8_t type, uint64_t seq,
-		     uint64_t ack, const char *json, size_t json_len, int level);
+		     uint64_t ack, const char *json, size_t json_len, int compress);
 /* Same, printing a cJSON object first. */
 int aps_frame_encode_json(struct aps_codec *c, struct aps_buf *out, uint8_t type, uint64_t seq,
-			  uint64_t ack, const cJSON *body, int level);
+			  uint64_t ack, const cJSON *body, int compress);
 
 /* Rewrites the ack field of an encoded frame (the outbox stores frames before
  * the ack they will carry is known). */

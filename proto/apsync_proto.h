@@ -19,16 +19,21 @@
  *    0   1  magic    0xA5
  *    1   1  version  1
  *    2   1  type     enum apsync_msg_type
- *    3   1  flags    APSYNC_FLAG_*; unknown bits are an error
+ *    3   1  flags    APSYNC_FLAG_*; unknown bits, or both codecs, are an error
  *    4   4  body_len length of the body after inflation, big-endian
  *    8   8  seq      sender's sequence number, big-endian; 0 = unsequenced
  *   16   8  ack      highest peer seq durably processed, big-endian
- *   24   …  body     one JSON object (UTF-8), raw DEFLATE if APSYNC_FLAG_DEFLATE
+ *   24   …  body     one JSON object (UTF-8): plain, raw DEFLATE (RFC 1951) with
+ *                    APSYNC_FLAG_DEFLATE, or one Zstandard frame (RFC 8878) with
+ *                    APSYNC_FLAG_ZSTD
  */
 #define APSYNC_FRAME_MAGIC 0xA5u
 #define APSYNC_HEADER_LEN 24u
 #define APSYNC_FLAG_DEFLATE 0x01u
-#define APSYNC_FLAGS_KNOWN (APSYNC_FLAG_DEFLATE)
+#define APSYNC_FLAG_ZSTD 0x02u
+#define APSYNC_FLAGS_CODECS (APSYNC_FLAG_DEFLATE | APSYNC_FLAG_ZSTD)
+#define APSYNC_FLAGS_KNOWN APSYNC_FLAGS_CODECS
+#define APSYNC_ZSTD_WINDOW_LOG_MAX 23u                /* decoder memory: 8 MiB */
 
 /* Limits. Both sides enforce them on everything they receive. */
 #define APSYNC_MAX_FRAME (4u * 1024u * 1024u)      /* whole message, bytes */

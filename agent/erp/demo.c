@@ -216,6 +216,9 @@ struct erp {
 	sqlite3_stmt *read_st[APS_ARRAY_LEN(demo_lists)][2][NBOUNDS];
 	sqlite3_stmt *count_st[APS_ARRAY_LEN(demo_lists)];
 	sqlite3_stmt *po_lines_st, *rc_lines_st, *lock_st;
+	/* Scratch for the row being handed over: values point here. */
+	char ts[MAX_COLS][ISO_TS_LEN + 8];
+	struct aps_buf lines;
 };
 
 /* A bounded string builder: `over` is set if anything did not fit. */
@@ -459,6 +462,7 @@ static void demo_close(struct erp *e)
 	sqlite3_finalize(e->rc_lines_st);
 	sqlite3_finalize(e->lock_st);
 	sqlite3_close(e->db);
+	aps_buf_free(&e->lines);
 	free(e->path);
 	free(e);
 }
@@ -765,14 +769,15 @@ static int add(cJSON *obj, const char *name, cJSON *v)
 	return 1;
 }
 
-static int lines_json(struct erp *e, int po, const char *company, const char *no, cJSON **out,
-                      char *err, size_t errlen)
+static int lines_json(struct erp *e, int po, const char *company, const char *no,
+                      struct aps_buf *out, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = po ? e->po_lines_st : e->rc_lines_st;
 	cJSON *arr = cJSON_CreateArray(), *o;
+	char *text;
 	int rc = APS_OK, src, ok;
 
-	*out = NULL;
+	out->len = 0;
 	if (!arr)
 		return APS_ERR_NOMEM;
 	sqlite3_bind_text(st, 1, company, -1, SQLITE_TRANSIENT);
@@ -819,8 +824,16 @@ out:
 		cJSON_Delete(arr);
 		return rc;
 	}
-	*out = arr;
-	return APS_OK;
+	/* The lines travel as one compact JSON value, valid until the next row. */
+	text = cJSON_PrintUnformatted(arr);
+	cJSON_Delete(arr);
+	rc = text ? aps_buf_append_str(out, text) : APS_ERR_NOMEM;
+	if (!rc)
+		rc = aps_buf_terminate(out);
+	cJSON_free(text);
+	if (rc)
+		snprintf(err, errlen, "out of memory reading the demo ERP file %s", e->path);
+	return rc;
 }
 
 static int damaged(struct erp *e, const struct demo_list *l, sqlite3_stmt *st, int col, char *err,
@@ -839,70 +852,66 @@ static int damaged(struct erp *e, const struct demo_list *l, sqlite3_stmt *st, i
 
 /* Builds the canonical values of the current row into vals[0..ncols). */
 static int row_values(struct erp *e, const struct demo_list *l, const struct company *co,
-                      sqlite3_stmt *st, cJSON **vals, char *err, size_t errlen)
+                      sqlite3_stmt *st, struct aps_value *vals, char *err, size_t errlen)
 {
 	const struct code_map *m;
 	const unsigned char *s;
-	char ts[ISO_TS_LEN + 8];
+	char *ts;
 	int i, rc = APS_OK;
 
 	memset(vals, 0, sizeof(*vals) * (size_t)l->ncols);
 	for (i = 0; i < l->ncols && !rc; i++) {
 		switch (l->cols[i].kind) {
 		case K_TEXT:
-			vals[i] = json_text(st, i);
+			s = sqlite3_column_text(st, i);
+			vals[i].type = s ? APS_V_TEXT : APS_V_NULL;
+			vals[i].s = (const char *)s;
 			break;
 		case K_TS:
 			s = sqlite3_column_text(st, i);
-			if (!s) {
-				vals[i] = cJSON_CreateNull();
-				break;
-			}
+			if (!s)
+				break; /* null */
 			if (sqlite3_column_bytes(st, i) != LOCAL_TS_LEN || s[10] != ' ') {
 				rc = damaged(e, l, st, i, err, errlen);
 				break;
 			}
+			/* local time text + the ERP's offset, in the row's scratch space */
+			ts = e->ts[i];
 			memcpy(ts, s, LOCAL_TS_LEN);
 			ts[10] = 'T';
 			memcpy(ts + LOCAL_TS_LEN, e->offset, 7);
-			vals[i] = cJSON_CreateString(ts);
+			vals[i].type = APS_V_TEXT;
+			vals[i].s = ts;
 			break;
 		case K_FLAG:
-			vals[i] = cJSON_CreateBool(sqlite3_column_int(st, i) != 0);
+			vals[i].type = sqlite3_column_int(st, i) ? APS_V_TRUE : APS_V_FALSE;
 			break;
 		case K_MAP:
 			s = sqlite3_column_text(st, i);
 			for (m = l->cols[i].map; s && m->code && strcmp(m->code, (const char *)s);
 			     m++)
 				;
-			if (!s || !m->code)
+			if (!s || !m->code) {
 				rc = damaged(e, l, st, i, err, errlen);
-			else
-				vals[i] = cJSON_CreateString(m->name);
+			} else {
+				vals[i].type = APS_V_TEXT;
+				vals[i].s = m->name;
+			}
 			break;
 		case K_NULL:
-			vals[i] = cJSON_CreateNull();
 			break;
 		case K_CURRENCY:
-			vals[i] = cJSON_CreateString(co->currency);
+			vals[i].type = APS_V_TEXT;
+			vals[i].s = co->currency;
 			break;
 		case K_PO_LINES:
 		case K_RC_LINES:
 			s = sqlite3_column_text(st, i);
 			rc = lines_json(e, l->cols[i].kind == K_PO_LINES, co->code,
-			                s ? (const char *)s : "", &vals[i], err, errlen);
+			                s ? (const char *)s : "", &e->lines, err, errlen);
+			vals[i].type = APS_V_JSON;
+			vals[i].s = (const char *)e->lines.data;
 			break;
-		}
-		if (!rc && !vals[i]) {
-			snprintf(err, errlen, "out of memory reading the demo ERP file %s",
-			         e->path);
-			rc = APS_ERR_NOMEM;
-		}
-	}
-	if (rc) {
-		for (i = 0; i < l->ncols; i++) {
-			cJSON_Delete(vals[i]);
-			vals[i] = NULL;
 		}
 	}
 	return rc;
@@ -915,7 +924,7 @@ static int demo_read(struct erp *e, const struct erp_read *req, erp_row_fn fn, v
 	const struct company *co;
 	const struct demo_list *l;
 	sqlite3_stmt *st = NULL;
-	cJSON *vals[MAX_COLS];
+	struct aps_value vals[MAX_COLS];
 	unsigned mask = 0;
 	int rc, src = SQLITE_OK, li, n = 0;
 

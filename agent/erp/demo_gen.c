@@ -641,6 +641,29 @@ static int64_t modified_time(const struct gen *g, struct rng *r, int co, int str
 	return created_time(r, (floor - BASE_MS) / DAY_MS + 1, 100);
 }
 
+/*
+ * Records an ERP numbers in sequence (vendors, items) were created in that
+ * order: row i of n gets a time in office hours spread over CREATE_DAYS,
+ * increasing with i, with a little jitter.
+ */
+static int64_t sequential_time(struct rng *r, int64_t i, int64_t n)
+{
+	const int64_t office = 11 * HOUR_MS, span = CREATE_DAYS * office;
+	int64_t gap = span / n > 1 ? span / n : 1;
+	int64_t t = i * (span / n) + (i * (span % n)) / n + (int64_t)rng_below(r, (uint64_t)gap);
+
+	return BASE_MS + (t / office) * DAY_MS + 7 * HOUR_MS + t % office;
+}
+
+static void sequential_stamps(const struct gen *g, struct rng *r, int co, int stream, int64_t i,
+                              int64_t n, char created[TS_LEN], char modified[TS_LEN])
+{
+	int64_t c = sequential_time(r, i, n);
+
+	fmt_ts(c, created);
+	fmt_ts(modified_time(g, r, co, stream, c), modified);
+}
+
 /* Fills created and modified text for a row of `stream`, created in the window. */
 static void stamps(const struct gen *g, struct rng *r, int co, int stream, int64_t from_day,
                    int64_t ndays, char created[TS_LEN], char modified[TS_LEN])
@@ -883,7 +906,7 @@ static void vendor_no(int64_t i, char out[KEY_LEN])
 	snprintf(out, KEY_LEN, "V%07" PRId64, i + 1);
 }
 
-static int gen_vendor(struct gen *g, int co, int64_t i)
+static int gen_vendor(struct gen *g, int co, int64_t i, int64_t n)
 {
 	char no[KEY_LEN], name[128], addr1[64], addr2[32], zip[16], phone[32], email[96], tax[16];
 	char created[TS_LEN], modified[TS_LEN];
@@ -929,7 +952,7 @@ static int gen_vendor(struct gen *g, int co, int64_t i)
 	trm = vendor_terms(&r);
 	sep = rng_pct(&r, 5) ? "1" : "0";
 	status = status_of(&r, 10);
-	stamps(g, &r, co, ST_VENDOR, 0, CREATE_DAYS, created, modified);
+	sequential_stamps(g, &r, co, ST_VENDOR, i, n, created, modified);
 	return PUT(g, I_VENDOR, companies[co].code, no, name, addr1, a2, c->name, c->state, zip, ph,
 	           em, tx, trm, companies[co].currency, sep, status, created, modified);
 }
@@ -971,7 +994,7 @@ static void item_of(const struct gen *g, int co, int64_t i, struct item *it, str
 	it->cost = pr->cost_lo + (int64_t)rng_below(r, (uint64_t)(pr->cost_hi - pr->cost_lo + 1));
 }
 
-static int gen_item(struct gen *g, int co, int64_t i)
+static int gen_item(struct gen *g, int co, int64_t i, int64_t n)
 {
 	char created[TS_LEN], modified[TS_LEN], cost[32];
 	const char *status;
@@ -981,7 +1004,7 @@ static int gen_item(struct gen *g, int co, int64_t i)
 	item_of(g, co, i, &it, &r);
 	fmt_hundredths(it.cost, 0, cost, sizeof(cost));
 	status = status_of(&r, 10);
-	stamps(g, &r, co, ST_ITEM, 0, CREATE_DAYS, created, modified);
+	sequential_stamps(g, &r, co, ST_ITEM, i, n, created, modified);
 	return PUT(g, I_ITEM, companies[co].code, it.no, it.desc, it.type, it.unit, cost, status,
 	           created, modified);
 }
@@ -1242,9 +1265,9 @@ static int gen_all(struct gen *g, int64_t rows)
 		if (!rc)
 			rc = gen_banks(g, co);
 		for (i = 0; i < nv && !rc; i++)
-			rc = gen_vendor(g, co, i);
+			rc = gen_vendor(g, co, i, nv);
 		for (i = 0; i < ni && !rc; i++)
-			rc = gen_item(g, co, i);
+			rc = gen_item(g, co, i, ni);
 		rcpt_seq = 0;
 		for (i = 0; i < npo && !rc; i++)
 			rc = gen_po(g, co, i, nv, ni, &rcpt_seq);

@@ -18,6 +18,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "batch.h"
+
 #define ERP_MAX_COMPANIES 64
 #define ERP_MAX_LISTS 16
 
@@ -71,10 +73,11 @@ struct erp_read {
 };
 
 /*
- * Receives one row: vals[0..ncols) in the list's column order; the callee
- * takes ownership of every value. Return non-zero to stop the read.
+ * Receives one row: vals[0..ncols) in the list's column order. The values
+ * are borrowed: valid only during the call (they point into the ERP
+ * driver's buffers). Return non-zero to stop the read.
  */
-typedef int (*erp_row_fn)(void *ud, cJSON **vals);
+typedef int (*erp_row_fn)(void *ud, const struct aps_value *vals);
 
 struct erp;
 

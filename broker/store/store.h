@@ -197,7 +197,7 @@ struct store_row {
 	uint64_t hash;
 	const char *status;     /* NULL if the list has none */
 	const char *modified;
-	const char *data;       /* the row as a JSON object */
+	const char *data;       /* the row's values as a JSON array, in column order */
 	size_t data_len;
 };
 
@@ -207,14 +207,15 @@ struct store_list_counts {
 };
 
 /*
- * Stores a batch of rows (counts added to *c). With `ranged`, the rows are
+ * Stores a batch of rows (counts added to *c); `cols` is the JSON array of
+ * their column names. With `ranged`, the rows are
  * in ascending key order and cover every key of the ERP in (after, last
  * row's key]; keys the store holds in that range and the batch lacks are
  * marked deleted. `after` NULL means from the first key.
  */
 int store_items_apply(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
-		      const struct store_row *rows, int n, int ranged, const char *after,
-		      struct store_list_counts *c);
+		      const char *cols, const struct store_row *rows, int n, int ranged,
+		      const char *after, struct store_list_counts *c);
 /* A full read of a list ended at `after` (NULL: the list is empty): every
  * later key is gone from the ERP. */
 int store_items_delete_after(struct store *s, int64_t entity_id, const char *list,

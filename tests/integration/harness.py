@@ -359,6 +359,29 @@ class Case(unittest.TestCase):
         self.assertEqual(s, 202, j)
         return j
 
+    def stored_counts(self, entity_id, token=None):
+        """Items held per list (not deleted), as the API reports them."""
+        s, j = self.broker.api("GET", "/api/v1/entities/%d/lists" % entity_id,
+                               token or self.token)
+        assert s == 200, j
+        return {l["list"]: l["items"] for l in j["lists"] if l["items"]}
+
+    def items(self, entity_id, list_name, token=None, **query):
+        """Every item of a list through the paged API: {key: item}."""
+        out, cursor = {}, None
+        while True:
+            q = dict(query, limit=1000)
+            if cursor:
+                q["cursor"] = cursor
+            qs = "&".join("%s=%s" % kv for kv in q.items())
+            s, page = self.broker.api("GET", "/api/v1/entities/%d/lists/%s?%s" % (
+                entity_id, list_name, qs), token or self.token)
+            assert s == 200, page
+            out.update((i["key"], i) for i in page["items"])
+            cursor = page["next"]
+            if not cursor:
+                return out
+
     def wait_job(self, job_id, timeout=60, token=None,
                  done=("success", "partial", "failed", "cancelled", "timed_out")):
         def finished():

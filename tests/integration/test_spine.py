@@ -12,14 +12,6 @@ import time
 from harness import (AGENT, Agent, Broker, Case, demo_erp, erp_counts, run, wait_for)
 
 
-def stored_counts(broker, entity_id):
-    db = broker.db()
-    rows = db.execute("SELECT list, count(*) FROM items WHERE entity_id=? AND deleted=0 "
-                      "GROUP BY list", (entity_id,)).fetchall()
-    db.close()
-    return dict(rows)
-
-
 def cert_sha256(path):
     with open(path) as f:
         der = ssl.PEM_cert_to_DER_cert(f.read())
@@ -153,7 +145,7 @@ class FullSync(Case):
             self.assertEqual(got[name]["counts"]["read"], n, name)
             self.assertEqual(got[name]["reported"], n, name)
             self.assertEqual(got[name]["checksum"], got[name]["checksum_agent"], name)
-        self.assertEqual(stored_counts(self.broker, entity_id),
+        self.assertEqual(self.stored_counts(entity_id),
                          {k: v for k, v in want.items() if v})
         return got
 
@@ -173,17 +165,15 @@ class FullSync(Case):
         erp = sqlite3.connect(self.erp)
         v = erp.execute("SELECT vendor_no, name, status, modified_at FROM vendors WHERE "
                         "company_code='BLUE' ORDER BY vendor_no LIMIT 1 OFFSET 17").fetchone()
-        db = self.broker.db()
-        data = json.loads(db.execute("SELECT data FROM items WHERE entity_id=? AND "
-                                     "list='vendors' AND key=?", (blue["id"], v[0])).fetchone()[0])
+        data = self.items(blue["id"], "vendors")[v[0]]["data"]
         self.assertEqual(data["name"], v[1])
         self.assertEqual(data["status"], {"A": "active", "I": "inactive"}[v[2]])
         self.assertEqual(data["modified_at"], v[3].replace(" ", "T") + "-05:00")
-        for (acct,) in db.execute("SELECT data FROM items WHERE list='bank_accounts'"):
-            self.assertEqual(len(json.loads(acct)["account_last4"]), 4)
+        for acct in self.items(blue["id"], "bank_accounts").values():
+            self.assertEqual(len(acct["data"]["account_last4"]), 4)
         # the other entity was not touched
         harbor = self.entity("HARBOR")
-        self.assertEqual(stored_counts(self.broker, harbor["id"]), {})
+        self.assertEqual(self.stored_counts(harbor["id"]), {})
         s, log = self.broker.api("GET", "/api/v1/syncs/%d/log" % job["id"], self.token)
         self.assertEqual(s, 200)
         text = " ".join(l["message"] for l in log["log"])
@@ -296,7 +286,7 @@ class Resilience(Case):
         self.assertEqual(v["counts"]["read"], want)  # nothing lost, nothing twice
         self.assertEqual(v["reported"], want)
         self.assertEqual(v["checksum"], v["checksum_agent"])
-        self.assertEqual(stored_counts(self.broker, blue["id"])["vendors"], want)
+        self.assertEqual(self.stored_counts(blue["id"])["vendors"], want)
 
     def test_agent_killed_mid_sync_resumes(self):
         def crash():

@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """Writes proto/vectors/frames.json: golden frames and batches for protocol v1.
 
-This is an independent implementation of proto/PROTOCOL.md (framing, DEFLATE
-flag, row hashes and list checksums) in Python, so the C codec is checked
-against the specification rather than against itself. Run it only when the
-protocol changes; the JSON it writes is committed.
+This is an independent implementation of proto/PROTOCOL.md (framing, the
+DEFLATE and Zstandard flags, row hashes and list checksums) in Python, with
+the `zstd` command (Debian package zstd) as the Zstandard encoder, so the C
+codec is checked against the specification rather than against itself. Run
+it only when the protocol changes; the JSON it writes is committed.
 
     python3 tests/tools/gen_vectors.py > proto/vectors/frames.json
 """
 import hashlib
 import json
+import os
 import struct
+import subprocess
 import sys
+import tempfile
 import zlib
 
 MAGIC, VERSION, HEADER = 0xA5, 1, 24
@@ -26,10 +30,21 @@ def deflate(data):
     return c.compress(data) + c.flush()
 
 
+def zstd(data, level=3, content_size=True):
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        args = ["zstd", "-q", "-c", "-%d" % level, f.name]
+        if not content_size:
+            args.insert(1, "--no-content-size")
+        return subprocess.run(args, capture_output=True, check=True).stdout
+
+
 def frame(mtype, seq, ack, body, compress=False, flags=None, body_len=None, magic=MAGIC,
           version=VERSION):
-    payload = deflate(body) if compress else body
-    f = (1 if compress else 0) if flags is None else flags
+    """compress: False, True or "deflate" (DEFLATE), "zstd" (Zstandard)."""
+    payload = zstd(body) if compress == "zstd" else deflate(body) if compress else body
+    f = ({"zstd": 2}.get(compress, 1) if compress else 0) if flags is None else flags
     n = len(body) if body_len is None else body_len
     return struct.pack(">BBBBIQQ", magic, version, mtype, f, n, seq, ack) + payload
 
@@ -92,6 +107,7 @@ vendors = {"job": 41, "list": "vendors", "key": "code", "rows": 300,
                     ["Vendor %d Supply" % (i % 17) for i in range(300)],
                     ["active" if i % 9 else "inactive" for i in range(300)]]}
 ok("batch_deflated", T["BATCH"], 7, 2, vendors, compress=True)
+ok("batch_zstd", T["BATCH"], 8, 2, vendors, compress="zstd")
 ranged = dict(vendors, after="V0000")
 ok("batch_full_read_range", T["BATCH"], 9, 2, ranged, compress=True)
 ok("list_end", T["LIST_END"], 8, 2,
@@ -107,7 +123,9 @@ bad("bad_magic", bytes([0x41]) + hb[1:], "bad_magic", "first byte is not 0xA5")
 bad("version_2", frame(T["HEARTBEAT"], 0, 0, b"{}", version=2), "unsupported_version",
     "protocol version 2")
 bad("unknown_type", frame(0x7F, 0, 0, b"{}"), "bad_type", "type 0x7f is not defined")
-bad("unknown_flag", frame(T["HEARTBEAT"], 0, 0, b"{}", flags=2), "bad_flags", "flag bit 1")
+bad("unknown_flag", frame(T["HEARTBEAT"], 0, 0, b"{}", flags=4), "bad_flags", "flag bit 2")
+bad("both_codecs", frame(T["HEARTBEAT"], 0, 0, b"{}", flags=3), "bad_flags",
+    "DEFLATE and Zstandard at once")
 bad("sequenced_without_seq", frame(T["BATCH"], 0, 0, b"{}"), "bad_seq",
     "BATCH must carry a seq")
 bad("unsequenced_with_seq", frame(T["HEARTBEAT"], 3, 0, b"{}"), "bad_seq",
@@ -128,6 +146,22 @@ bad("deflate_shorter_than_header", frame(T["HEARTBEAT"], 0, 0, body, compress=Tr
 bad("deflate_longer_than_header", frame(T["HEARTBEAT"], 0, 0, body, compress=True,
                                         body_len=len(body) - 5), "bad_length",
     "inflates to more bytes than body_len")
+bad("zstd_bomb", frame(T["LOG"], 1, 0, bomb, compress="zstd"), "ratio_exceeded",
+    "1 MB of spaces from a few hundred bytes of Zstandard")
+bad("zstd_corrupt", struct.pack(">BBBBIQQ", MAGIC, VERSION, T["HEARTBEAT"], 2, 2, 0, 0)
+    + b"\x28\xb5\x2f\xfd\xff\xff\xff\xff", "inflate_failed", "a damaged Zstandard frame")
+zbody = js({"a": "b" * 40})
+bad("zstd_declares_other_size", frame(T["HEARTBEAT"], 0, 0, zbody, compress="zstd",
+                                      body_len=len(zbody) + 5), "bad_length",
+    "the Zstandard frame declares fewer bytes than body_len")
+zf = zstd(zbody, content_size=False)
+bad("zstd_without_content_size",
+    struct.pack(">BBBBIQQ", MAGIC, VERSION, T["HEARTBEAT"], 2, len(zbody), 0, 0) + zf,
+    "bad_length", "the Zstandard frame does not declare its size")
+zf = zstd(zbody)
+bad("zstd_trailing_bytes",
+    struct.pack(">BBBBIQQ", MAGIC, VERSION, T["HEARTBEAT"], 2, len(zbody), 0, 0) + zf + b"xx",
+    "inflate_failed", "bytes after the Zstandard frame")
 bad("not_json", frame(T["HEARTBEAT"], 0, 0, b"{nope"), "bad_json", "not JSON")
 bad("json_array", frame(T["HEARTBEAT"], 0, 0, b"[1,2]"), "bad_json", "an array, not an object")
 bad("trailing_garbage", frame(T["HEARTBEAT"], 0, 0, b"{} x"), "bad_json",

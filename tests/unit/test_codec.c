@@ -89,13 +89,14 @@ TEST(vectors_frames)
 TEST(vectors_batches)
 {
 	const cJSON *v, *batches = cJSON_GetObjectItem(vectors, "batches");
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	struct aps_hasher md;
 	struct aps_batch b;
 	struct aps_batch_iter it;
 	const cJSON *vals[APSYNC_MAX_COLUMNS];
 	char why[256], hex[17];
 	int n = 0;
 
+	aps_hasher_init(&md);
 	cJSON_ArrayForEach(v, batches) {
 		const char *name = cJSON_GetObjectItem(v, "name")->valuestring;
 		const char *expect = cJSON_GetObjectItem(v, "expect")->valuestring;
@@ -114,7 +115,7 @@ TEST(vectors_batches)
 			continue;
 		aps_batch_iter_init(&it, &b);
 		while (aps_batch_iter_next(&it, vals)) {
-			uint64_t h = aps_row_hash(md, vals, b.ncols);
+			uint64_t h = aps_row_hash(&md, vals, b.ncols);
 
 			aps_checksum_hex(h, hex);
 			CHECK_EQ_STR(hex, cJSON_GetArrayItem(cJSON_GetObjectItem(v, "row_hashes"),
@@ -128,32 +129,46 @@ TEST(vectors_batches)
 		CHECK_EQ_STR(hex, cJSON_GetObjectItem(v, "checksum")->valuestring);
 	}
 	CHECK(n >= 10);
-	EVP_MD_CTX_free(md);
+	aps_hasher_free(&md);
 }
 
-TEST(roundtrip_levels)
+TEST(roundtrip_codecs_and_levels)
 {
+	static const struct {
+		enum aps_compression algo;
+		int level, flag;
+	} cases[] = {
+		{APS_COMPRESS_NONE, 0, 0},           {APS_COMPRESS_DEFLATE, 1, APSYNC_FLAG_DEFLATE},
+		{APS_COMPRESS_DEFLATE, 9, APSYNC_FLAG_DEFLATE}, {APS_COMPRESS_ZSTD, 1, APSYNC_FLAG_ZSTD},
+		{APS_COMPRESS_ZSTD, 3, APSYNC_FLAG_ZSTD},       {APS_COMPRESS_ZSTD, 19, APSYNC_FLAG_ZSTD},
+	};
 	struct aps_codec c;
 	struct aps_buf out = {0};
 	struct aps_frame f;
 	cJSON *body = cJSON_CreateObject(), *arr;
-	int level, i, rc;
+	size_t k;
+	int i, rc;
 
 	aps_codec_init(&c, NULL);
 	arr = cJSON_AddArrayToObject(body, "values");
 	for (i = 0; i < 2000; i++)
 		cJSON_AddItemToArray(arr, cJSON_CreateNumber(i * 7 % 1013));
-	for (level = 0; level <= 9; level++) {
+	for (k = 0; k < APS_ARRAY_LEN(cases); k++) {
+		aps_codec_set_compression(&c, cases[k].algo, cases[k].level);
 		out.len = 0;
-		rc = aps_frame_encode_json(&c, &out, APSYNC_MSG_LOG, 42, 7, body, level);
+		rc = aps_frame_encode_json(&c, &out, APSYNC_MSG_LOG, 42, 7, body, 1);
 		CHECK_EQ_INT(rc, APS_OK);
-		CHECK_EQ_INT(out.data[3] & APSYNC_FLAG_DEFLATE, level ? 1 : 0);
+		CHECK_EQ_INT(out.data[3], cases[k].flag);
 		rc = aps_frame_decode(&c, out.data, out.len, &f, NULL, 0);
 		CHECK_EQ_INT(rc, APS_OK);
 		CHECK(f.seq == 42 && f.ack == 7 && f.type == APSYNC_MSG_LOG);
 		CHECK(cJSON_Compare(f.body, body, 1));
 		aps_frame_clear(&f);
 	}
+	/* compress = 0 never compresses */
+	out.len = 0;
+	CHECK_EQ_INT(aps_frame_encode_json(&c, &out, APSYNC_MSG_LOG, 42, 7, body, 0), APS_OK);
+	CHECK_EQ_INT(out.data[3], 0);
 	/* the ack can be rewritten in place */
 	aps_frame_set_ack(out.data, 99);
 	CHECK_EQ_INT(aps_frame_decode(&c, out.data, out.len, &f, NULL, 0), APS_OK);
@@ -178,8 +193,13 @@ TEST(encoder_keeps_ratio_below_limit)
 	memset(text + 6, 'a', n);
 	memcpy(text + 6 + n, "\"}", 3);
 	aps_codec_init(&c, NULL);
-	CHECK_EQ_INT(aps_frame_encode(&c, &out, APSYNC_MSG_LOG, 1, 0, text, n + 8, 9), APS_OK);
-	CHECK_EQ_INT(out.data[3] & APSYNC_FLAG_DEFLATE, 0);
+	aps_codec_set_compression(&c, APS_COMPRESS_DEFLATE, 9);
+	CHECK_EQ_INT(aps_frame_encode(&c, &out, APSYNC_MSG_LOG, 1, 0, text, n + 8, 1), APS_OK);
+	CHECK_EQ_INT(out.data[3] & APSYNC_FLAGS_CODECS, 0);
+	out.len = 0;
+	aps_codec_set_compression(&c, APS_COMPRESS_ZSTD, 19);
+	CHECK_EQ_INT(aps_frame_encode(&c, &out, APSYNC_MSG_LOG, 1, 0, text, n + 8, 1), APS_OK);
+	CHECK_EQ_INT(out.data[3] & APSYNC_FLAGS_CODECS, 0);
 	CHECK_EQ_INT(aps_frame_decode(&c, out.data, out.len, &f, NULL, 0), APS_OK);
 	aps_frame_clear(&f);
 	aps_buf_free(&out);
@@ -200,9 +220,10 @@ TEST(encoder_refuses_oversize)
 	memset(body, ' ', sizeof(body));
 	body[0] = '{';
 	body[sizeof(body) - 1] = '}';
-	/* 600 bytes of whitespace compress well under 512: accepted deflated */
+	/* 600 bytes of whitespace compress well under 512: accepted compressed */
 	CHECK_EQ_INT(aps_frame_encode(&c, &out, APSYNC_MSG_LOG, 1, 0, body, sizeof(body), 1),
 		     APS_OK);
+	CHECK(out.data[3] & APSYNC_FLAG_ZSTD);
 	out.len = 0;
 	/* plain it does not fit */
 	CHECK_EQ_INT(aps_frame_encode(&c, &out, APSYNC_MSG_LOG, 1, 0, body, sizeof(body), 0),
@@ -233,40 +254,60 @@ TEST(decoder_limits_are_configurable)
 
 TEST(batch_builder_roundtrip)
 {
-	static const char *const cols[] = {"code", "name", "lines"};
-	struct aps_batch_builder bb;
+	static const char *const cols[] = {"code", "name", "lines", "flag", "qty", "none"};
+	struct aps_batch_builder bb = {0};
+	struct aps_buf text = {0};
+	struct aps_hasher h;
 	struct aps_batch b;
 	struct aps_batch_iter it;
-	const cJSON *vals[3];
-	cJSON *row[3], *body;
-	char why[200];
+	struct aps_value row[6];
+	const cJSON *vals[6];
+	uint64_t agent_sum = 0, broker_sum = 0;
+	cJSON *body;
+	char why[200], code[16], lines[64];
 	int i, n = 0;
 
-	CHECK_EQ_INT(aps_batch_builder_init(&bb, 9, "purchase_orders", "code", cols, 3), APS_OK);
+	aps_hasher_init(&h);
+	CHECK_EQ_INT(aps_batch_builder_init(&bb, 9, "purchase_orders", "code", cols, 6), APS_OK);
 	for (i = 0; i < 50; i++) {
-		char code[16];
-
 		snprintf(code, sizeof(code), "PO%03d", i);
-		row[0] = cJSON_CreateString(code);
-		row[1] = cJSON_CreateString("order");
-		row[2] = cJSON_CreateArray();
-		cJSON_AddItemToArray(row[2], cJSON_CreateNumber(i));
+		snprintf(lines, sizeof(lines), "[{\"line\":%d,\"item\":null}]", i);
+		row[0] = (struct aps_value){.type = APS_V_TEXT, .s = code};
+		row[1] = (struct aps_value){.type = APS_V_TEXT, .s = "Quote \" \\ tab\t é"};
+		row[2] = (struct aps_value){.type = APS_V_JSON, .s = lines};
+		row[3] = (struct aps_value){.type = i % 2 ? APS_V_TRUE : APS_V_FALSE};
+		row[4] = (struct aps_value){.type = APS_V_INT, .i = i * 1000 - 7};
+		row[5] = (struct aps_value){.type = APS_V_NULL};
+		agent_sum += aps_row_hash_values(&h, row, 6);
 		CHECK_EQ_INT(aps_batch_builder_add(&bb, row), APS_OK);
 	}
-	CHECK(bb.approx_bytes > 50 * 10);
-	body = aps_batch_builder_take(&bb);
+	CHECK(bb.approx_bytes > 50 * 40);
+	CHECK_EQ_INT(aps_batch_builder_finish(&bb, 1, "PN999", &text), APS_OK);
+	body = cJSON_ParseWithLength((const char *)text.data, text.len);
+	CHECK(body != NULL);
 	CHECK_EQ_INT(aps_batch_parse(body, &b, why, sizeof(why)), APS_OK);
 	CHECK_EQ_INT(b.nrows, 50);
-	CHECK_EQ_INT(b.key_col, 0);
-	CHECK_EQ_STR(b.list, "purchase_orders");
+	CHECK_EQ_STR(cJSON_GetObjectItem(body, "after")->valuestring, "PN999");
 	aps_batch_iter_init(&it, &b);
 	while (aps_batch_iter_next(&it, vals)) {
 		CHECK(cJSON_IsArray(vals[2]));
-		CHECK_EQ_INT(cJSON_GetArrayItem(vals[2], 0)->valuedouble, n);
+		CHECK_EQ_STR(vals[1]->valuestring, "Quote \" \\ tab\t é");
+		CHECK_EQ_INT(vals[4]->valuedouble, n * 1000 - 7);
+		broker_sum += aps_row_hash(&h, vals, b.ncols);
 		n++;
 	}
 	CHECK_EQ_INT(n, 50);
+	/* the agent's hash of its values equals the broker's of what it parsed */
+	CHECK(agent_sum == broker_sum);
+	/* a second batch reuses the buffers; without "after" no field */
+	CHECK_EQ_INT(aps_batch_builder_init(&bb, 9, "units", "code", cols, 1), APS_OK);
+	CHECK_EQ_INT(aps_batch_builder_add(&bb, row), APS_OK);
+	CHECK_EQ_INT(aps_batch_builder_finish(&bb, 0, NULL, &text), APS_OK);
+	CHECK(strstr((const char *)text.data, "\"after\"") == NULL);
 	cJSON_Delete(body);
+	aps_buf_free(&text);
+	aps_batch_builder_free(&bb);
+	aps_hasher_free(&h);
 }
 
 TEST(json_precheck)
@@ -304,7 +345,7 @@ int main(void)
 	free(text);
 	RUN(vectors_frames);
 	RUN(vectors_batches);
-	RUN(roundtrip_levels);
+	RUN(roundtrip_codecs_and_levels);
 	RUN(encoder_keeps_ratio_below_limit);
 	RUN(encoder_refuses_oversize);
 	RUN(decoder_limits_are_configurable);

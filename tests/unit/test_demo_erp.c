@@ -152,14 +152,33 @@ struct rows {
 	int n, ncols, stop_after;
 };
 
-static int collect(void *ud, cJSON **vals)
+/* The connector's borrowed values, copied as cJSON for the assertions. */
+static cJSON *to_json(const struct aps_value *v)
+{
+	switch (v->type) {
+	case APS_V_FALSE:
+		return cJSON_CreateFalse();
+	case APS_V_TRUE:
+		return cJSON_CreateTrue();
+	case APS_V_INT:
+		return cJSON_CreateNumber((double)v->i);
+	case APS_V_TEXT:
+		return cJSON_CreateString(v->s);
+	case APS_V_JSON:
+		return cJSON_Parse(v->s);
+	default:
+		return cJSON_CreateNull();
+	}
+}
+
+static int collect(void *ud, const struct aps_value *vals)
 {
 	struct rows *r = ud;
 	cJSON *row = cJSON_CreateArray();
 	int i;
 
 	for (i = 0; i < r->ncols; i++)
-		cJSON_AddItemToArray(row, vals[i]);
+		cJSON_AddItemToArray(row, to_json(&vals[i]));
 	cJSON_AddItemToArray(r->all, row);
 	r->n++;
 	return r->stop_after && r->n >= r->stop_after;
