@@ -23,7 +23,7 @@ ifeq ($(WERROR),1)
 APS_WARN += -Werror
 endif
 APS_CPPFLAGS = -D_GNU_SOURCE -Ibroker -Iagent -DAPSYNC_VERSION='"$(VERSION)"' \
-	-DAPSYNC_WEB_ROOT='"$(WEB_ROOT)"' -Iproto -Icommon
+	-DAPSYNC_WEB_ROOT='"$(WEB_ROOT)"' -DAPSYNC_PROFILE_DIR='"$(PROFILE_DIR)"' -Iproto -Icommon
 APS_CFLAGS = -std=c11 -pthread $(APS_WARN) $(APS_CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 APS_LIBS = $(PKG_LIBS) -lpthread -lm
 

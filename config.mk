@@ -13,6 +13,8 @@ WERROR ?= 0
 # Where the broker finds its web page by default. A development build serves
 # the page straight from the source tree; packages set /usr/share/apsync/web.
 WEB_ROOT ?= $(CURDIR)/broker/web
+# Where the agent finds its ERP mapping profiles by default (--profiles).
+PROFILE_DIR ?= $(CURDIR)/agent/erp/profiles
 
 # Libraries, all found through pkg-config.
-APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd
+APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd odbc

@@ -57,6 +57,7 @@ int agent_cred__save(const char *state_dir, const struct agent_cred *c, char *er
 struct agent_opts {
 	char *state;
 	char *erp;
+	char *profiles;          /* directory of ERP mapping profiles */
 	char *log_level;
 	int64_t reconnect_min;   /* ms */
 	int64_t reconnect_max;   /* ms */

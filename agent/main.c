@@ -9,6 +9,8 @@
 #include "agent_internal.h"
 #include "apsync_proto.h"
 #include "erp/demo.h"
+#include "erp/erp.h"
+#include "erp/sqlmap.h"
 #include "arena.h"
 #include "err.h"
 #include "log.h"
@@ -21,6 +23,8 @@ const struct aps_cfg_entry agent_run_cfg[] = {
 	 "state directory: credential, outbox, checkpoints (from `enroll`)"},
 	{"erp", APS_CFG_STR, OPT(erp), 0, 4096, NULL, 0,
 	 "the ERP to sync, SCHEME:TARGET (e.g. demo:/path/erp.db)"},
+	{"profiles", APS_CFG_STR, OPT(profiles), 0, 4096, APSYNC_PROFILE_DIR, 0,
+	 "directory of ERP mapping profiles (odbc:, sqlite: and tryton: ERPs)"},
 	{"log-level", APS_CFG_STR, OPT(log_level), 0, 16, "notice", 1,
 	 "error, warn, notice, info or debug"},
 	{"reconnect-min", APS_CFG_INT, OPT(reconnect_min), 10, 600000, "1000", 0,
@@ -61,6 +65,28 @@ static const struct aps_cfg_entry enroll_cfg[] = {
 	APS_CFG_END,
 };
 
+struct erp_opts {
+	char *erp;
+	char *profiles;
+	char *company;
+	char *list;
+	int64_t limit;
+};
+
+static const struct aps_cfg_entry erp_cfg[] = {
+	{"erp", APS_CFG_STR, offsetof(struct erp_opts, erp), 0, 4096, NULL, 0,
+	 "the ERP, SCHEME:TARGET as for `run`"},
+	{"profiles", APS_CFG_STR, offsetof(struct erp_opts, profiles), 0, 4096, APSYNC_PROFILE_DIR,
+	 0, "directory of ERP mapping profiles"},
+	{"company", APS_CFG_STR, offsetof(struct erp_opts, company), 0, 64, NULL, 0,
+	 "with --list: the company to read"},
+	{"list", APS_CFG_STR, offsetof(struct erp_opts, list), 0, 64, NULL, 0,
+	 "print this list's rows (JSON, one per line) instead of the summary"},
+	{"limit", APS_CFG_INT, offsetof(struct erp_opts, limit), 1, 100000000, "20", 0,
+	 "with --list: rows at most"},
+	APS_CFG_END,
+};
+
 struct demo_opts {
 	char *out;
 	int64_t rows;
@@ -86,6 +112,7 @@ static void usage(FILE *f)
 		   "                      [--ca FILE | --pin SHA256 | --insecure]\n"
 		   "  apsync-agent run --state DIR --erp SCHEME:TARGET [options]\n"
 		   "  apsync-agent demo-erp --out PATH [--rows N] [--seed S]\n"
+		   "  apsync-agent erp --erp SCHEME:TARGET [--company C --list L]\n"
 		   "  apsync-agent --version\n\n"
 		   "`apsync-agent COMMAND --help` lists a command's options.\n",
 		APSYNC_VERSION);
@@ -164,6 +191,7 @@ int agent_run(struct agent_opts *opts)
 		fprintf(stderr, "apsync-agent run: --compression must be zstd, deflate or none\n");
 		return 2;
 	}
+	sqlmap_profile_dir = opts->profiles;
 	if (opts->reconnect_min > opts->reconnect_max) {
 		fprintf(stderr, "apsync-agent run: --reconnect-min is above --reconnect-max\n");
 		return 2;
@@ -217,7 +245,9 @@ static int cmd_run(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	if (wants_help(argc, argv)) {
 		printf("usage: apsync-agent run --state DIR --erp SCHEME:TARGET [--config FILE] "
-		       "[options]\n\nERPs: demo:PATH (a file made by `apsync-agent demo-erp`)\n\n"
+		       "[options]\n\nERPs: demo:PATH (a file made by `apsync-agent demo-erp`),\n"
+		       "  tryton:PATH.sqlite or tryton:odbc:CONNECTION (Tryton 6.0),\n"
+		       "  odbc:PROFILE:CONNECTION (e.g. odbc:sage100:DSN=SAGE), sqlite:PROFILE:PATH\n\n"
 		       "options (also \"name = value\" lines in a --config file):\n");
 		aps_cfg_help(agent_run_cfg, stdout);
 		return 0;
@@ -293,6 +323,127 @@ out:
 	return rc;
 }
 
+/* One row of `erp --list`: the canonical columns as a JSON object. */
+struct print_ctx {
+	const struct erp_list *list;
+	struct aps_buf line;
+};
+
+static int print_row(void *ud, const struct aps_value *vals)
+{
+	struct print_ctx *p = ud;
+	int i, rc = 0;
+
+	p->line.len = 0;
+	rc |= aps_buf_append_str(&p->line, "{");
+	for (i = 0; i < p->list->ncols; i++) {
+		rc |= aps_buf_append_str(&p->line, i ? ", " : "");
+		rc |= aps_json_string(&p->line, p->list->cols[i]);
+		rc |= aps_buf_append_str(&p->line, ": ");
+		switch (vals[i].type) {
+		case APS_V_NULL:
+			rc |= aps_buf_append_str(&p->line, "null");
+			break;
+		case APS_V_FALSE:
+			rc |= aps_buf_append_str(&p->line, "false");
+			break;
+		case APS_V_TRUE:
+			rc |= aps_buf_append_str(&p->line, "true");
+			break;
+		case APS_V_INT:
+			rc |= aps_buf_printf(&p->line, "%lld", (long long)vals[i].i);
+			break;
+		case APS_V_TEXT:
+			rc |= aps_json_string(&p->line, vals[i].s);
+			break;
+		case APS_V_JSON:
+			rc |= aps_buf_append_str(&p->line, vals[i].s);
+			break;
+		}
+	}
+	rc |= aps_buf_append_str(&p->line, "}\n");
+	if (!rc)
+		fwrite(p->line.data, 1, p->line.len, stdout);
+	return rc;
+}
+
+/* `apsync-agent erp`: what the agent sees of an ERP, without a broker. */
+static int cmd_erp(int argc, char **argv)
+{
+	const struct erp_ops *ops = NULL;
+	struct erp_identity *id = NULL;
+	struct erp *e = NULL;
+	struct erp_opts o;
+	struct print_ctx pc = {0};
+	struct erp_read req = {0};
+	char err[1024], clock[40];
+	int64_t n;
+	int rc, i, j, got;
+
+	memset(&o, 0, sizeof(o));
+	if (wants_help(argc, argv)) {
+		printf("usage: apsync-agent erp --erp SCHEME:TARGET [--company C --list L [--limit N]]\n\n"
+		       "Opens an ERP as `run` would and prints what the agent sees: product, version,\n"
+		       "companies and their lists with row counts; or, with --company and --list, the\n"
+		       "list's first rows in key order as JSON lines.\n\noptions:\n");
+		aps_cfg_help(erp_cfg, stdout);
+		return 0;
+	}
+	rc = parse("erp", erp_cfg, &o, argc, argv);
+	if (rc)
+		goto out;
+	if (!o.erp || (!o.company != !o.list)) {
+		fprintf(stderr, "apsync-agent erp: needs --erp, and --company with --list\n");
+		rc = 2;
+		goto out;
+	}
+	sqlmap_profile_dir = o.profiles;
+	id = calloc(1, sizeof(*id));
+	rc = id ? erp_open(o.erp, &ops, &e, err, sizeof(err)) : APS_ERR_NOMEM;
+	if (!rc)
+		rc = ops->identity(e, id, err, sizeof(err));
+	if (!rc && o.list) {
+		pc.list = erp_list_find(o.list);
+		if (!pc.list) {
+			snprintf(err, sizeof(err), "\"%s\" is not a canonical list", o.list);
+			rc = APS_ERR_NOTFOUND;
+		} else {
+			req.company = o.company;
+			req.list = o.list;
+			req.limit = (int)o.limit;
+			rc = ops->read(e, &req, print_row, &pc, &got, err, sizeof(err));
+		}
+	} else if (!rc) {
+		rc = ops->clock(e, clock, err, sizeof(err));
+		if (!rc)
+			printf("%s %s (clock %s)\n", id->product, id->version, clock);
+		for (i = 0; !rc && i < id->ncompanies; i++) {
+			printf("company %s: %s (%s)%s%s\n", id->companies[i].code,
+			       id->companies[i].name, id->companies[i].currency,
+			       id->companies[i].po_types ? ", imports POs of type " : "",
+			       id->companies[i].po_types ? id->companies[i].po_types : "");
+			for (j = 0; !rc && j < id->companies[i].nlists; j++) {
+				rc = ops->count(e, id->companies[i].code, id->companies[i].lists[j],
+						&n, err, sizeof(err));
+				if (!rc)
+					printf("  %-16s %lld\n", id->companies[i].lists[j],
+					       (long long)n);
+			}
+		}
+	}
+	if (rc) {
+		fprintf(stderr, "apsync-agent erp: %s\n", err);
+		rc = rc == APS_ERR_BUSY ? 75 : 1;
+	}
+out:
+	if (e)
+		ops->close(e);
+	free(id);
+	aps_buf_free(&pc.line);
+	aps_cfg_free(erp_cfg, &o);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	aps_arena_hooks_install();
@@ -312,6 +463,8 @@ int main(int argc, char **argv)
 		return cmd_enroll(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "demo-erp"))
 		return cmd_demo_erp(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "erp"))
+		return cmd_erp(argc - 2, argv + 2);
 	fprintf(stderr, "apsync-agent: unknown command \"%s\"\n\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -2,16 +2,41 @@
 # Installs the Debian packages apsync needs to build, test and run its demo.
 # Idempotent: when everything is present it only checks and exits. Uses sudo
 # when not run as root. Debian 12 (bookworm) is the reference system.
+#
+#   deps.sh                 what building, the demo and the base tests need
+#   deps.sh GROUP...        also the servers some tests start: tryton, gnucash,
+#                           odbc, postgres (the tests ask for them themselves)
 set -eu
 
 # Build: compiler, pkg-config and the libraries chosen for the project.
-BUILD_PKGS="gcc make pkg-config libc6-dev libwebsockets-dev libcjson-dev libsqlite3-dev libssl-dev zlib1g-dev libzstd-dev"
+BUILD_PKGS="gcc make pkg-config libc6-dev libwebsockets-dev libcjson-dev libsqlite3-dev libssl-dev zlib1g-dev libzstd-dev unixodbc-dev"
 # Run and test: the test runner and clients are Python 3 (standard library only),
 # the demo talks to the REST API with curl, tests make certificates with openssl.
 RUN_PKGS="python3 curl ca-certificates openssl sqlite3 procps"
 
+# Optional groups: real ERPs and servers the integration tests run.
+EXTRA_PKGS=""
+for group in "$@"; do
+	case "$group" in
+	tryton)
+		EXTRA_PKGS="$EXTRA_PKGS tryton-server tryton-proteus tryton-modules-account
+			tryton-modules-party tryton-modules-product tryton-modules-purchase
+			tryton-modules-stock tryton-modules-account-invoice tryton-modules-account-payment
+			tryton-modules-company tryton-modules-currency tryton-modules-account-product
+			tryton-modules-account-invoice-stock tryton-modules-bank
+			tryton-modules-analytic-account tryton-modules-analytic-purchase
+			tryton-modules-analytic-invoice" ;;
+	gnucash) EXTRA_PKGS="$EXTRA_PKGS gnucash python3-gnucash libdbd-sqlite3" ;;
+	odbc) EXTRA_PKGS="$EXTRA_PKGS unixodbc unixodbc-dev libsqliteodbc odbc-postgresql" ;;
+	postgres) EXTRA_PKGS="$EXTRA_PKGS postgresql postgresql-client libpq-dev" ;;
+	*)
+		echo "deps.sh: unknown group '$group' (tryton, gnucash, odbc, postgres)" >&2
+		exit 2 ;;
+	esac
+done
+
 missing=""
-for p in $BUILD_PKGS $RUN_PKGS; do
+for p in $BUILD_PKGS $RUN_PKGS $EXTRA_PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing="$missing $p"
 	fi

@@ -106,5 +106,8 @@ int erp_open(const char *spec, const struct erp_ops **ops, struct erp **out, cha
 
 /* Connectors. */
 extern const struct erp_ops erp_demo_ops;
+extern const struct erp_ops erp_tryton_ops; /* sqlmap.c */
+extern const struct erp_ops erp_odbc_ops;   /* sqlmap.c */
+extern const struct erp_ops erp_sqlite_ops; /* sqlmap.c */
 
 #endif

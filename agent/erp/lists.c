@@ -57,6 +57,9 @@ int erp_list_col(const struct erp_list *l, const char *col)
 
 static const struct erp_ops *const connectors[] = {
 	&erp_demo_ops,
+	&erp_tryton_ops,
+	&erp_odbc_ops,
+	&erp_sqlite_ops,
 	NULL,
 };
 
@@ -80,6 +83,6 @@ int erp_open(const char *spec, const struct erp_ops **ops, struct erp **out, cha
 			return connectors[i]->open(colon + 1, out, err, errlen);
 		}
 	}
-	snprintf(err, errlen, "no connector for ERP scheme \"%.*s\" (known: demo)", (int)len, spec);
+	snprintf(err, errlen, "no connector for ERP scheme \"%.*s\" (known: demo, tryton, odbc, sqlite)", (int)len, spec);
 	return APS_ERR_INVAL;
 }

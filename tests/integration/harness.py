@@ -233,7 +233,8 @@ class Agent:
         return run(args, check=check)
 
     def start(self, erp, extra=()):
-        args = [AGENT, "run", "--state", self.state, "--erp", "demo:" + erp, "--log-level",
+        spec = erp if ":" in erp else self.case.erp_spec(erp)
+        args = [AGENT, "run", "--state", self.state, "--erp", spec, "--log-level",
                 "info", "--reconnect-min", "100", "--reconnect-max", "1000"] + list(extra)
         self.proc = self.case.spawn(args, self.name)
         return self
@@ -300,6 +301,11 @@ class Case(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="apsync-test-")
         self.procs = []
+
+    def erp_spec(self, path):
+        """How the agent is told to read a demo ERP file; subclasses read it
+        through other connectors (a SQL profile, ODBC)."""
+        return "demo:" + path
 
     def spawn(self, args, name):
         p = Proc(args, os.path.join(self.tmp, name + ".log"))
