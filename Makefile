@@ -14,8 +14,9 @@ OBJ = $(BUILD)/obj
 
 # Recursive (=) on purpose: pkg-config runs when a recipe needs it, which is
 # after `deps` has installed the packages on a fresh machine.
-PKG_CFLAGS = $(shell pkg-config --cflags $(APS_PKGS))
+PKG_CFLAGS = $(shell pkg-config --cflags $(APS_PKGS) $(AGENT_PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(APS_PKGS))
+AGENT_LIBS = $(shell pkg-config --libs $(AGENT_PKGS))
 
 APS_WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wno-unused-parameter
@@ -68,7 +69,7 @@ $(LIBBROKER): $(BROKER_OBJ)
 
 $(BUILD)/bin/apsync-agent: $(OBJ)/agent/main.o $(LIBAGENT) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(APS_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(AGENT_LIBS) $(APS_LIBS)
 
 $(BUILD)/bin/apsync-broker: $(OBJ)/broker/main.o $(LIBBROKER) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -77,7 +78,7 @@ $(BUILD)/bin/apsync-broker: $(OBJ)/broker/main.o $(LIBBROKER) $(LIBCOMMON)
 # Unit tests link the real object files of the modules they test.
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LIBAGENT) $(LIBBROKER) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(APS_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(AGENT_LIBS) $(APS_LIBS)
 $(BUILD)/tests/%: $(OBJ)/tests/tools/%.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(APS_LIBS)

@@ -17,4 +17,6 @@ WEB_ROOT ?= $(CURDIR)/broker/web
 PROFILE_DIR ?= $(CURDIR)/agent/erp/profiles
 
 # Libraries, all found through pkg-config.
-APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd odbc
+APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd
+# The agent alone reaches ERPs through unixODBC.
+AGENT_PKGS = odbc

@@ -128,6 +128,7 @@ int http__require_sync_role(struct http_req *r);
 /* API handlers (broker/api/) */
 void api_health(struct http_req *r, const int64_t *p);
 void api_me(struct http_req *r, const int64_t *p);
+void api_erps(struct http_req *r, const int64_t *p);
 void api_enroll(struct http_req *r, const int64_t *p);
 void api_synctools_list(struct http_req *r, const int64_t *p);
 void api_entities_list(struct http_req *r, const int64_t *p);

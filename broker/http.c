@@ -28,6 +28,7 @@ static const struct route routes[] = {
 	{WSI_TOKEN_GET_URI, "/api/v1/health", api_health, 0},
 	{WSI_TOKEN_POST_URI, "/api/v1/enroll", api_enroll, 0},
 	{WSI_TOKEN_GET_URI, "/api/v1/me", api_me, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/erps", api_erps, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/synctools", api_synctools_list, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/entities", api_entities_list, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/entities/#", api_entity_get, 1},

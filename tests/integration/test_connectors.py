@@ -113,3 +113,39 @@ class ReconciliationThroughODBC(test_engine.Reconciliation):
 
     def erp_spec(self, path):
         return odbc_spec(path)
+
+
+class ErpMatrix(Case):
+    NAMED = ["Microsoft Dynamics GP", "NetSuite", "Sage 50 CA", "Sage 50 US", "Sage 100",
+             "Sage 300", "Sage Intacct", "QuickBooks Desktop", "QuickBooks Online", "Twinfield",
+             "AFAS", "Exact Online", "Visma eAccounting", "Visma.net", "SnelStart", "AccountView"]
+
+    def test_every_named_erp_is_in_the_api_and_the_readme_alike(self):
+        from harness import Broker
+        broker = Broker(self).start()
+        broker.tenant("acme")
+        token = broker.user("acme", "ap@acme.test", "viewer")
+        s, j = broker.api("GET", "/api/v1/erps", token)
+        self.assertEqual(s, 200, j)
+        erps = {e["name"]: e for e in j["erps"]}
+        for name in self.NAMED:
+            self.assertIn(name, erps)
+        s, _ = broker.api("GET", "/api/v1/erps", None)
+        self.assertEqual(s, 401)
+        with open(os.path.join(ROOT, "README.md")) as f:
+            text = f.read()
+        section = text[text.index("## ERPs"):text.index("## How it fits together")]
+        rows = [line.split("|")[1:-1] for line in section.splitlines()
+                if line.startswith("| ") and not line.startswith("| ERP ")]
+        readme = {r[0].strip(): (r[1].strip(), r[2].strip(), r[3].strip()) for r in rows}
+        self.assertEqual(set(readme), set(erps))
+        states = {"tested": "tested", "profile": "profile", "not_yet": "not yet"}
+        for name, e in erps.items():
+            runs = "cloud (agentless)" if e["deployment"] == "cloud" else "desktop (SyncTool)"
+            self.assertEqual(readme[name][0], runs, name)
+            self.assertEqual(readme[name][2], states[e["state"]], name)
+            self.assertEqual(e["synctool"], e["deployment"] == "desktop", name)
+            for lst in e["lists"]:
+                self.assertIn(lst, LISTS, name)
+            if e["state"] != "not_yet":
+                self.assertTrue(e["connector"], name)
