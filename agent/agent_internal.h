@@ -58,6 +58,9 @@ struct agent_opts {
 	char *state;
 	char *erp;
 	char *profiles;          /* directory of ERP mapping profiles */
+	char *erp_url;           /* the ERP's API for writes */
+	char *erp_user;
+	char *erp_password_file;
 	char *log_level;
 	int64_t reconnect_min;   /* ms */
 	int64_t reconnect_max;   /* ms */

@@ -25,6 +25,11 @@ const struct aps_cfg_entry agent_run_cfg[] = {
 	 "the ERP to sync, SCHEME:TARGET (e.g. demo:/path/erp.db)"},
 	{"profiles", APS_CFG_STR, OPT(profiles), 0, 4096, APSYNC_PROFILE_DIR, 0,
 	 "directory of ERP mapping profiles (odbc:, sqlite: and tryton: ERPs)"},
+	{"erp-url", APS_CFG_STR, OPT(erp_url), 0, 2048, NULL, 0,
+	 "the ERP's API for writes, e.g. Tryton's http://HOST:8000/DATABASE/"},
+	{"erp-user", APS_CFG_STR, OPT(erp_user), 0, 128, NULL, 0, "the ERP user writes are made as"},
+	{"erp-password-file", APS_CFG_STR, OPT(erp_password_file), 0, 4096, NULL, 0,
+	 "a file holding that user's password (keep it mode 0600)"},
 	{"log-level", APS_CFG_STR, OPT(log_level), 0, 16, "notice", 1,
 	 "error, warn, notice, info or debug"},
 	{"reconnect-min", APS_CFG_INT, OPT(reconnect_min), 10, 600000, "1000", 0,
@@ -68,6 +73,9 @@ static const struct aps_cfg_entry enroll_cfg[] = {
 struct erp_opts {
 	char *erp;
 	char *profiles;
+	char *erp_url;
+	char *erp_user;
+	char *erp_password_file;
 	char *company;
 	char *list;
 	int64_t limit;
@@ -78,6 +86,11 @@ static const struct aps_cfg_entry erp_cfg[] = {
 	 "the ERP, SCHEME:TARGET as for `run`"},
 	{"profiles", APS_CFG_STR, offsetof(struct erp_opts, profiles), 0, 4096, APSYNC_PROFILE_DIR,
 	 0, "directory of ERP mapping profiles"},
+	{"erp-url", APS_CFG_STR, offsetof(struct erp_opts, erp_url), 0, 2048, NULL, 0,
+	 "the ERP's API for writes, e.g. Tryton's http://HOST:8000/DATABASE/"},
+	{"erp-user", APS_CFG_STR, offsetof(struct erp_opts, erp_user), 0, 128, NULL, 0, "the ERP user writes are made as"},
+	{"erp-password-file", APS_CFG_STR, offsetof(struct erp_opts, erp_password_file), 0, 4096, NULL, 0,
+	 "a file holding that user's password (keep it mode 0600)"},
 	{"company", APS_CFG_STR, offsetof(struct erp_opts, company), 0, 64, NULL, 0,
 	 "with --list: the company to read"},
 	{"list", APS_CFG_STR, offsetof(struct erp_opts, list), 0, 64, NULL, 0,
@@ -191,7 +204,6 @@ int agent_run(struct agent_opts *opts)
 		fprintf(stderr, "apsync-agent run: --compression must be zstd, deflate or none\n");
 		return 2;
 	}
-	sqlmap_profile_dir = opts->profiles;
 	if (opts->reconnect_min > opts->reconnect_max) {
 		fprintf(stderr, "apsync-agent run: --reconnect-min is above --reconnect-max\n");
 		return 2;
@@ -372,6 +384,7 @@ static int cmd_erp(int argc, char **argv)
 {
 	const struct erp_ops *ops = NULL;
 	struct erp_identity *id = NULL;
+	struct erp_settings settings = {0};
 	struct erp *e = NULL;
 	struct erp_opts o;
 	struct print_ctx pc = {0};
@@ -397,9 +410,12 @@ static int cmd_erp(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	sqlmap_profile_dir = o.profiles;
+	settings.profiles = o.profiles;
+	settings.url = o.erp_url;
+	settings.user = o.erp_user;
+	settings.password_file = o.erp_password_file;
 	id = calloc(1, sizeof(*id));
-	rc = id ? erp_open(o.erp, &ops, &e, err, sizeof(err)) : APS_ERR_NOMEM;
+	rc = id ? erp_open(o.erp, &settings, &ops, &e, err, sizeof(err)) : APS_ERR_NOMEM;
 	if (!rc)
 		rc = ops->identity(e, id, err, sizeof(err));
 	if (!rc && o.list) {

@@ -119,11 +119,15 @@ static void publish_identity(struct worker *w)
 
 static int erp_connect(struct worker *w)
 {
+	struct erp_settings cfg = {.profiles = w->a->opts->profiles,
+				   .url = w->a->opts->erp_url,
+				   .user = w->a->opts->erp_user,
+				   .password_file = w->a->opts->erp_password_file};
 	int rc;
 
 	if (w->erp)
 		return APS_OK;
-	rc = erp_open(w->a->opts->erp, &w->ops, &w->erp, w->erp_error, sizeof(w->erp_error));
+	rc = erp_open(w->a->opts->erp, &cfg, &w->ops, &w->erp, w->erp_error, sizeof(w->erp_error));
 	if (!rc)
 		rc = w->ops->identity(w->erp, &w->id, w->erp_error, sizeof(w->erp_error));
 	if (rc) {
@@ -820,7 +824,8 @@ static cJSON *make_plan(struct worker *w, const struct job *j, const struct erp_
 		e = cJSON_CreateObject();
 		cJSON_AddStringToObject(e, "list", name);
 		from = NULL;
-		if (!strcmp(j->mode, "partial") || (is_po_list(name) && j->po_since))
+		if ((!strcmp(j->mode, "partial") || (is_po_list(name) && j->po_since)) &&
+		    (!w->ops->stamped || w->ops->stamped(w->erp, name)))
 			from = window_from(w, j, name);
 		cJSON_AddStringToObject(e, "read", from ? "window" : "full");
 		if (from)

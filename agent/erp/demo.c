@@ -489,7 +489,8 @@ static int prepare_counts(struct erp *e, char *err, size_t errlen)
 	return rc;
 }
 
-static int demo_open(const char *target, struct erp **out, char *err, size_t errlen)
+static int demo_open(const char *target, const struct erp_settings *cfg, struct erp **out,
+                     char *err, size_t errlen)
 {
 	const struct erp_list *cl;
 	struct erp *e = NULL;

@@ -81,10 +81,27 @@ typedef int (*erp_row_fn)(void *ud, const struct aps_value *vals);
 
 struct erp;
 
+/* What the agent's configuration tells connectors (any may be NULL). */
+struct erp_settings {
+	const char *profiles;      /* directory of mapping profiles */
+	const char *url;           /* the ERP's API for writes (Tryton JSON-RPC, …) */
+	const char *user;          /* the ERP user writes are made as */
+	const char *password_file; /* a file holding that user's password */
+};
+
+/* What the ERP made of a document we wrote. */
+struct erp_doc_ref {
+	char id[64];      /* its record id */
+	char number[64];  /* its own document number, if any */
+	char state[32];   /* e.g. posted, paid */
+	char link[256];   /* a URL that opens it, where the ERP has one */
+};
+
 struct erp_ops {
 	const char *scheme;        /* "demo" in --erp demo:PATH */
 	const char *description;
-	int (*open)(const char *target, struct erp **out, char *err, size_t errlen);
+	int (*open)(const char *target, const struct erp_settings *cfg, struct erp **out,
+		    char *err, size_t errlen);
 	void (*close)(struct erp *e);
 	int (*identity)(struct erp *e, struct erp_identity *id, char *err, size_t errlen);
 	int (*count)(struct erp *e, const char *company, const char *list, int64_t *n, char *err,
@@ -98,11 +115,32 @@ struct erp_ops {
 	 * the broker detects deleted rows by key ranges in that order. */
 	int (*read)(struct erp *e, const struct erp_read *req, erp_row_fn fn, void *ud,
 		    int *nread, char *err, size_t errlen);
+	/* 1 if the ERP keeps a modification time for the list (ERP_ORDER_MODIFIED
+	 * and windows work); 0 if not: a partial sync then reads the list in
+	 * full and the broker keeps what did not change. NULL: every list. */
+	int (*stamped)(struct erp *e, const char *list);
+	/*
+	 * Writes (NULL when the connector cannot). A document is an invoice or a
+	 * payment as proto/EXPORTS.md describes. APS_ERR_ERP: the ERP refused it
+	 * (a business error, `err` says why; not worth retrying); APS_ERR_BUSY or
+	 * APS_ERR_IO: try again later; APS_ERR_NOTFOUND: something it names is
+	 * not in the ERP.
+	 */
+	int (*write_invoice)(struct erp *e, const char *company, const cJSON *doc,
+			     struct erp_doc_ref *out, char *err, size_t errlen);
+	int (*write_payment)(struct erp *e, const char *company, const cJSON *doc,
+			     struct erp_doc_ref *out, char *err, size_t errlen);
+	/* Finds a document written before by its natural key (an invoice: vendor
+	 * and number; a payment: vendor and reference), so that a retry after a
+	 * crash never writes it twice: APS_OK with *out, APS_ERR_NOTFOUND, or
+	 * another error when the ERP cannot tell now. */
+	int (*lookup)(struct erp *e, const char *company, const cJSON *doc,
+		      struct erp_doc_ref *out, char *err, size_t errlen);
 };
 
 /* Finds the connector for "scheme:target" and opens it. */
-int erp_open(const char *spec, const struct erp_ops **ops, struct erp **out, char *err,
-	     size_t errlen);
+int erp_open(const char *spec, const struct erp_settings *cfg, const struct erp_ops **ops,
+	     struct erp **out, char *err, size_t errlen);
 
 /* Connectors. */
 extern const struct erp_ops erp_demo_ops;

@@ -63,8 +63,8 @@ static const struct erp_ops *const connectors[] = {
 	NULL,
 };
 
-int erp_open(const char *spec, const struct erp_ops **ops, struct erp **out, char *err,
-	     size_t errlen)
+int erp_open(const char *spec, const struct erp_settings *cfg, const struct erp_ops **ops,
+	     struct erp **out, char *err, size_t errlen)
 {
 	const char *colon = strchr(spec, ':');
 	size_t len;
@@ -80,7 +80,7 @@ int erp_open(const char *spec, const struct erp_ops **ops, struct erp **out, cha
 		if (strlen(connectors[i]->scheme) == len &&
 		    !strncmp(connectors[i]->scheme, spec, len)) {
 			*ops = connectors[i];
-			return connectors[i]->open(colon + 1, out, err, errlen);
+			return connectors[i]->open(colon + 1, cfg, out, err, errlen);
 		}
 	}
 	snprintf(err, errlen, "no connector for ERP scheme \"%.*s\" (known: demo, tryton, odbc, sqlite)", (int)len, spec);

@@ -122,8 +122,6 @@ struct erp {
 
 /* ---- profile loading -------------------------------------------------------- */
 
-const char *sqlmap_profile_dir = APSYNC_PROFILE_DIR;
-
 /* A SQL text in a profile: a string, or an object keyed by dialect with an
  * optional "default". NULL when absent for this dialect. */
 static const char *dialect_sql(const struct erp *e, const cJSON *v)
@@ -162,7 +160,8 @@ static int bad_profile(char *err, size_t errlen, const char *name, const char *f
 	return APS_ERR_INVAL;
 }
 
-static cJSON *read_profile(const char *name, char *path, size_t pathlen, char *err, size_t errlen)
+static cJSON *read_profile(const char *dir, const char *name, char *path, size_t pathlen,
+			   char *err, size_t errlen)
 {
 	struct aps_buf text = {0};
 	cJSON *j;
@@ -173,13 +172,13 @@ static cJSON *read_profile(const char *name, char *path, size_t pathlen, char *e
 	if (strchr(name, '/') || strstr(name, ".json"))
 		snprintf(path, pathlen, "%s", name);
 	else
-		snprintf(path, pathlen, "%s/%s.json", sqlmap_profile_dir, name);
+		snprintf(path, pathlen, "%s/%s.json", dir, name);
 	f = fopen(path, "rb");
 	if (!f) {
 		snprintf(err, errlen,
 			 "cannot read the ERP profile %s: %s (profiles are looked up in %s; "
 			 "give a name found there or a path to a .json file)",
-			 path, strerror(errno), sqlmap_profile_dir);
+			 path, strerror(errno), dir);
 		return NULL;
 	}
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
@@ -709,8 +708,8 @@ static int load_companies(struct erp *e, const cJSON *p, char *err, size_t errle
 	return rc;
 }
 
-int sqlmap_open(const char *profile, const char *kind, const char *target, struct erp **out,
-		char *err, size_t errlen)
+int sqlmap_open(const char *profile, const char *kind, const char *target,
+		const struct erp_settings *cfg, struct erp **out, char *err, size_t errlen)
 {
 	char path[1024];
 	struct erp *e;
@@ -723,7 +722,8 @@ int sqlmap_open(const char *profile, const char *kind, const char *target, struc
 		snprintf(err, errlen, "out of memory");
 		return APS_ERR_NOMEM;
 	}
-	p = read_profile(profile, path, sizeof(path), err, errlen);
+	p = read_profile(cfg && cfg->profiles ? cfg->profiles : APSYNC_PROFILE_DIR, profile, path,
+			 sizeof(path), err, errlen);
 	if (!p) {
 		free(e);
 		return APS_ERR_INVAL;
@@ -747,7 +747,8 @@ int sqlmap_open(const char *profile, const char *kind, const char *target, struc
 }
 
 /* "odbc:PROFILE:CONNECTION" and "sqlite:PROFILE:PATH" */
-static int open_with_profile(const char *kind, const char *target, struct erp **out, char *err,
+static int open_with_profile(const char *kind, const char *target,
+			     const struct erp_settings *cfg, struct erp **out, char *err,
 			     size_t errlen)
 {
 	const char *colon = strchr(target, ':');
@@ -762,17 +763,19 @@ static int open_with_profile(const char *kind, const char *target, struct erp **
 	}
 	memcpy(profile, target, (size_t)(colon - target));
 	profile[colon - target] = '\0';
-	return sqlmap_open(profile, kind, colon + 1, out, err, errlen);
+	return sqlmap_open(profile, kind, colon + 1, cfg, out, err, errlen);
 }
 
-static int odbc_open(const char *target, struct erp **out, char *err, size_t errlen)
+static int odbc_open(const char *target, const struct erp_settings *cfg, struct erp **out,
+		     char *err, size_t errlen)
 {
-	return open_with_profile("odbc", target, out, err, errlen);
+	return open_with_profile("odbc", target, cfg, out, err, errlen);
 }
 
-static int sqlite_open(const char *target, struct erp **out, char *err, size_t errlen)
+static int sqlite_open(const char *target, const struct erp_settings *cfg, struct erp **out,
+		       char *err, size_t errlen)
 {
-	return open_with_profile("sqlite", target, out, err, errlen);
+	return open_with_profile("sqlite", target, cfg, out, err, errlen);
 }
 
 static int sqlmap_identity(struct erp *e, struct erp_identity *id, char *err, size_t errlen)
@@ -1152,6 +1155,16 @@ static int sqlmap_clock(struct erp *e, char out[40], char *err, size_t errlen)
 	return rc;
 }
 
+static int sqlmap_stamped(struct erp *e, const char *list)
+{
+	int i;
+
+	for (i = 0; i < e->nlists; i++)
+		if (!strcmp(e->lists[i].canon->name, list))
+			return e->lists[i].modified != NULL;
+	return 0;
+}
+
 const char *sqlmap_product(const struct erp *e)
 {
 	return e->product;
@@ -1171,6 +1184,7 @@ const struct erp_ops erp_odbc_ops = {
 	.count = sqlmap_count,
 	.clock = sqlmap_clock,
 	.read = sqlmap_read,
+	.stamped = sqlmap_stamped,
 };
 
 const struct erp_ops erp_sqlite_ops = {
@@ -1182,14 +1196,16 @@ const struct erp_ops erp_sqlite_ops = {
 	.count = sqlmap_count,
 	.clock = sqlmap_clock,
 	.read = sqlmap_read,
+	.stamped = sqlmap_stamped,
 };
 
 /* Tryton: reads by SQL on its database through the tryton profile. */
-static int tryton_open(const char *target, struct erp **out, char *err, size_t errlen)
+static int tryton_open(const char *target, const struct erp_settings *cfg, struct erp **out,
+		       char *err, size_t errlen)
 {
 	if (!strncmp(target, "odbc:", 5))
-		return sqlmap_open("tryton", "odbc", target + 5, out, err, errlen);
-	return sqlmap_open("tryton", "sqlite", target, out, err, errlen);
+		return sqlmap_open("tryton", "odbc", target + 5, cfg, out, err, errlen);
+	return sqlmap_open("tryton", "sqlite", target, cfg, out, err, errlen);
 }
 
 const struct erp_ops erp_tryton_ops = {
@@ -1201,4 +1217,5 @@ const struct erp_ops erp_tryton_ops = {
 	.count = sqlmap_count,
 	.clock = sqlmap_clock,
 	.read = sqlmap_read,
+	.stamped = sqlmap_stamped,
 };

@@ -198,7 +198,7 @@ static struct erp *open_demo(const char *path)
 	char spec[256], err[512];
 
 	snprintf(spec, sizeof(spec), "demo:%s", path);
-	if (erp_open(spec, &ops, &e, err, sizeof(err))) {
+	if (erp_open(spec, NULL, &ops, &e, err, sizeof(err))) {
 		printf("# open %s: %s\n", path, err);
 		return NULL;
 	}
@@ -385,7 +385,7 @@ TEST(open_errors)
 	sqlite3 *db;
 
 	tmp_path(p, sizeof(p), "missing.db");
-	CHECK_EQ_INT(erp_demo_ops.open(p, &e, err, sizeof(err)), APS_ERR_NOTFOUND);
+	CHECK_EQ_INT(erp_demo_ops.open(p, NULL, &e, err, sizeof(err)), APS_ERR_NOTFOUND);
 	CHECK(e == NULL);
 	CHECK(strstr(err, "apsync-agent demo-erp --out") != NULL);
 
@@ -393,7 +393,7 @@ TEST(open_errors)
 	tmp_path(p, sizeof(p), "text.db");
 	CHECK(aps_write_file(p, "this is not a database, just some text that is long enough\n", 59,
 	                     0600) == APS_OK);
-	CHECK_EQ_INT(erp_demo_ops.open(p, &e, err, sizeof(err)), APS_ERR_DB);
+	CHECK_EQ_INT(erp_demo_ops.open(p, NULL, &e, err, sizeof(err)), APS_ERR_DB);
 	CHECK(strstr(err, "not a SQLite database") != NULL);
 
 	/* SQLite, but another program's file. */
@@ -402,26 +402,26 @@ TEST(open_errors)
 	sqlite3_open(p, &db);
 	sqlite3_exec(db, "CREATE TABLE t(x)", NULL, NULL, NULL);
 	sqlite3_close(db);
-	CHECK_EQ_INT(erp_demo_ops.open(p, &e, err, sizeof(err)), APS_ERR_ERP);
+	CHECK_EQ_INT(erp_demo_ops.open(p, NULL, &e, err, sizeof(err)), APS_ERR_ERP);
 	CHECK(strstr(err, "not an apsync demo ERP") != NULL);
 	CHECK(sql_exec(p, "CREATE TABLE erp_info(key TEXT PRIMARY KEY, value TEXT);"
 	                  "INSERT INTO erp_info VALUES('product', 'Sage 100')") == SQLITE_OK);
-	CHECK_EQ_INT(erp_demo_ops.open(p, &e, err, sizeof(err)), APS_ERR_ERP);
+	CHECK_EQ_INT(erp_demo_ops.open(p, NULL, &e, err, sizeof(err)), APS_ERR_ERP);
 	CHECK(strstr(err, "Sage 100") != NULL);
 	/* The right product, but tables missing: damaged. */
 	CHECK(sql_exec(p, "UPDATE erp_info SET value = 'apsync Demo ERP';"
 	                  "INSERT INTO erp_info VALUES('version', '1.0');"
 	                  "INSERT INTO erp_info VALUES('utc_offset', '-05:00');") == SQLITE_OK);
-	CHECK_EQ_INT(erp_demo_ops.open(p, &e, err, sizeof(err)), APS_ERR_ERP);
+	CHECK_EQ_INT(erp_demo_ops.open(p, NULL, &e, err, sizeof(err)), APS_ERR_ERP);
 	CHECK(strstr(err, "not a complete apsync demo ERP") != NULL);
 
 	/* A directory is not a file. */
-	CHECK_EQ_INT(erp_demo_ops.open(dir, &e, err, sizeof(err)), APS_ERR_ERP);
+	CHECK_EQ_INT(erp_demo_ops.open(dir, NULL, &e, err, sizeof(err)), APS_ERR_ERP);
 	CHECK(e == NULL);
 
 	/* Through the registry. */
 	snprintf(spec, sizeof(spec), "demo:%s", path_a);
-	CHECK_EQ_INT(erp_open(spec, &ops, &e, err, sizeof(err)), APS_OK);
+	CHECK_EQ_INT(erp_open(spec, NULL, &ops, &e, err, sizeof(err)), APS_OK);
 	CHECK(ops == &erp_demo_ops);
 	CHECK_EQ_STR(erp_demo_ops.scheme, "demo");
 	CHECK_EQ_STR(erp_demo_ops.description, "apsync demo ERP (generated SQLite file)");
