@@ -1,4 +1,5 @@
 /* apsync-agent: command-line entry. */
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -100,6 +101,35 @@ static const struct aps_cfg_entry erp_cfg[] = {
 	APS_CFG_END,
 };
 
+struct export_opts {
+	char *erp;
+	char *profiles;
+	char *erp_url;
+	char *erp_user;
+	char *erp_password_file;
+	char *company;
+	char *file;
+	int lookup_only;
+};
+
+#define EOPT(field) offsetof(struct export_opts, field)
+
+static const struct aps_cfg_entry export_cfg[] = {
+	{"erp", APS_CFG_STR, EOPT(erp), 0, 4096, NULL, 0, "the ERP, SCHEME:TARGET as for `run`"},
+	{"profiles", APS_CFG_STR, EOPT(profiles), 0, 4096, APSYNC_PROFILE_DIR, 0,
+	 "directory of ERP mapping profiles"},
+	{"erp-url", APS_CFG_STR, EOPT(erp_url), 0, 2048, NULL, 0, "the ERP's API for writes"},
+	{"erp-user", APS_CFG_STR, EOPT(erp_user), 0, 128, NULL, 0, "the ERP user writes are made as"},
+	{"erp-password-file", APS_CFG_STR, EOPT(erp_password_file), 0, 4096, NULL, 0,
+	 "a file holding that user's password"},
+	{"company", APS_CFG_STR, EOPT(company), 0, 64, NULL, 0, "the company to write into"},
+	{"file", APS_CFG_STR, EOPT(file), 0, 4096, NULL, 0,
+	 "the document, JSON as proto/EXPORTS.md describes (- for standard input)"},
+	{"lookup-only", APS_CFG_BOOL, EOPT(lookup_only), 0, 0, "false", 0,
+	 "only look the document up by its natural key; write nothing"},
+	APS_CFG_END,
+};
+
 struct demo_opts {
 	char *out;
 	int64_t rows;
@@ -126,6 +156,7 @@ static void usage(FILE *f)
 		   "  apsync-agent run --state DIR --erp SCHEME:TARGET [options]\n"
 		   "  apsync-agent demo-erp --out PATH [--rows N] [--seed S]\n"
 		   "  apsync-agent erp --erp SCHEME:TARGET [--company C --list L]\n"
+		   "  apsync-agent export --erp SCHEME:TARGET --company C --file DOC.json\n"
 		   "  apsync-agent --version\n\n"
 		   "`apsync-agent COMMAND --help` lists a command's options.\n",
 		APSYNC_VERSION);
@@ -460,6 +491,144 @@ out:
 	return rc;
 }
 
+static cJSON *read_json_file(const char *path, char *err, size_t errlen)
+{
+	struct aps_buf text = {0};
+	char chunk[4096];
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	cJSON *j;
+	size_t n;
+
+	if (!f) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (aps_buf_append(&text, chunk, n) || text.len > (16u << 20))
+			break;
+	if (f != stdin)
+		fclose(f);
+	j = aps_buf_terminate(&text) ? NULL : cJSON_Parse((const char *)text.data);
+	aps_buf_free(&text);
+	if (!cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		snprintf(err, errlen, "%s is not a JSON object", path);
+		return NULL;
+	}
+	return j;
+}
+
+static void print_ref(const char *what, const struct erp_doc_ref *ref)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text;
+
+	cJSON_AddStringToObject(o, "result", what);
+	cJSON_AddStringToObject(o, "id", ref->id);
+	cJSON_AddStringToObject(o, "number", ref->number);
+	cJSON_AddStringToObject(o, "state", ref->state);
+	if (ref->link[0])
+		cJSON_AddStringToObject(o, "link", ref->link);
+	text = cJSON_PrintUnformatted(o);
+	if (text)
+		printf("%s\n", text);
+	cJSON_free(text);
+	cJSON_Delete(o);
+}
+
+/* `apsync-agent export`: writes one document into the ERP, exactly once. */
+static int cmd_export(int argc, char **argv)
+{
+	const struct erp_ops *ops = NULL;
+	struct erp_settings settings = {0};
+	struct erp_doc_ref ref;
+	struct export_opts o;
+	struct erp *e = NULL;
+	const cJSON *type;
+	cJSON *doc = NULL;
+	char err[1024];
+	int rc, invoice;
+
+	memset(&o, 0, sizeof(o));
+	memset(&ref, 0, sizeof(ref));
+	if (wants_help(argc, argv)) {
+		printf("usage: apsync-agent export --erp SCHEME:TARGET --company C --file DOC.json\n\n"
+		       "Writes one invoice or payment (proto/EXPORTS.md) into the ERP, as the SyncTool\n"
+		       "does for exports: it first looks the document up by its natural key (vendor +\n"
+		       "number or reference) and writes it only if the ERP does not have it. Prints\n"
+		       "what the ERP made of it as JSON. Exit 0: written or found; 1: refused or\n"
+		       "failed; 3: --lookup-only and not found; 75: ERP busy, try later.\n\noptions:\n");
+		aps_cfg_help(export_cfg, stdout);
+		return 0;
+	}
+	rc = parse("export", export_cfg, &o, argc, argv);
+	if (rc)
+		goto out;
+	if (!o.erp || !o.company || !o.file) {
+		fprintf(stderr, "apsync-agent export: needs --erp, --company and --file\n");
+		rc = 2;
+		goto out;
+	}
+	doc = read_json_file(o.file, err, sizeof(err));
+	type = cJSON_GetObjectItemCaseSensitive(doc, "type");
+	if (doc && !cJSON_IsString(type)) {
+		snprintf(err, sizeof(err), "the document has no \"type\" (invoice or payment)");
+		rc = APS_ERR_INVAL;
+		goto failed;
+	}
+	if (!doc) {
+		rc = APS_ERR_INVAL;
+		goto failed;
+	}
+	invoice = !strcmp(type->valuestring, "invoice");
+	if (!invoice && strcmp(type->valuestring, "payment")) {
+		snprintf(err, sizeof(err), "the document's type is \"%.32s\", not invoice or payment",
+			 type->valuestring);
+		rc = APS_ERR_INVAL;
+		goto failed;
+	}
+	settings.profiles = o.profiles;
+	settings.url = o.erp_url;
+	settings.user = o.erp_user;
+	settings.password_file = o.erp_password_file;
+	rc = erp_open(o.erp, &settings, &ops, &e, err, sizeof(err));
+	if (rc)
+		goto failed;
+	if (!ops->lookup || !(invoice ? ops->write_invoice : ops->write_payment)) {
+		snprintf(err, sizeof(err), "the %s connector does not write %ss into the ERP",
+			 ops->scheme, type->valuestring);
+		rc = APS_ERR_CONFLICT;
+		goto failed;
+	}
+	rc = ops->lookup(e, o.company, doc, &ref, err, sizeof(err));
+	if (!rc) {
+		print_ref("found", &ref);
+		goto out;
+	}
+	if (rc != APS_ERR_NOTFOUND)
+		goto failed;
+	if (o.lookup_only) {
+		printf("{\"result\":\"not_found\"}\n");
+		rc = 3;
+		goto out;
+	}
+	rc = (invoice ? ops->write_invoice : ops->write_payment)(e, o.company, doc, &ref, err,
+								  sizeof(err));
+	if (rc)
+		goto failed;
+	print_ref("written", &ref);
+	goto out;
+failed:
+	fprintf(stderr, "apsync-agent export: %s (%s)\n", err, aps_errcode(rc));
+	rc = rc == APS_ERR_BUSY ? 75 : 1;
+out:
+	if (e)
+		ops->close(e);
+	cJSON_Delete(doc);
+	aps_cfg_free(export_cfg, &o);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	aps_arena_hooks_install();
@@ -481,6 +650,8 @@ int main(int argc, char **argv)
 		return cmd_demo_erp(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "erp"))
 		return cmd_erp(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "export"))
+		return cmd_export(argc - 2, argv + 2);
 	fprintf(stderr, "apsync-agent: unknown command \"%s\"\n\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -79,6 +79,33 @@ static const struct aps_migration migrations[] = {
 	    " confirmed INTEGER NOT NULL DEFAULT 0,"
 	    " PRIMARY KEY(entity, list, key, modified)) WITHOUT ROWID;"
 	    "CREATE INDEX overlap_job ON overlap(job, list);"},
+	/* Lists without modification times: the hash of every row the broker
+	 * confirmed, and the list's last confirmed fingerprint; pending ones
+	 * until the broker's verdict (hash NULL: the key was found deleted). */
+	{3, "CREATE TABLE row_hashes("
+	    " entity TEXT NOT NULL,"
+	    " list TEXT NOT NULL,"
+	    " key TEXT NOT NULL,"
+	    " hash INTEGER NOT NULL,"
+	    " PRIMARY KEY(entity, list, key)) WITHOUT ROWID;"
+	    "CREATE TABLE pending_hashes("
+	    " job INTEGER NOT NULL,"
+	    " list TEXT NOT NULL,"
+	    " key TEXT NOT NULL,"
+	    " hash INTEGER,"
+	    " PRIMARY KEY(job, list, key)) WITHOUT ROWID;"
+	    "CREATE TABLE fingerprints("
+	    " entity TEXT NOT NULL,"
+	    " list TEXT NOT NULL,"
+	    " fingerprint TEXT NOT NULL,"
+	    " PRIMARY KEY(entity, list)) WITHOUT ROWID;"
+	    "CREATE TABLE pending_lists("
+	    " job INTEGER NOT NULL,"
+	    " list TEXT NOT NULL,"
+	    " entity TEXT NOT NULL,"
+	    " full INTEGER NOT NULL,"
+	    " fingerprint TEXT,"
+	    " PRIMARY KEY(job, list)) WITHOUT ROWID;"},
 };
 
 int state__open(const char *dir, sqlite3 **db, char *err, size_t errlen)
@@ -233,6 +260,33 @@ static int exec3(sqlite3 *db, const char *sql, int64_t a, const char *t2, const 
 	return rc == SQLITE_DONE ? APS_OK : APS_ERR_DB;
 }
 
+/* A list read by row hashes succeeded: its pending hashes and fingerprint
+ * become the confirmed ones (a full read replaces them all). */
+static int promote_hashes(sqlite3 *db, int64_t job, const char *list)
+{
+	static const char *const steps[] = {
+		"DELETE FROM row_hashes WHERE (entity, list) IN (SELECT entity, list FROM "
+		"pending_lists WHERE job=?1 AND list=?2 AND full=1)",
+		"INSERT OR REPLACE INTO row_hashes(entity, list, key, hash) SELECT l.entity, "
+		"h.list, h.key, h.hash FROM pending_hashes h JOIN pending_lists l ON l.job=h.job "
+		"AND l.list=h.list WHERE h.job=?1 AND h.list=?2 AND h.hash IS NOT NULL",
+		"DELETE FROM row_hashes WHERE (entity, list, key) IN (SELECT l.entity, h.list, "
+		"h.key FROM pending_hashes h JOIN pending_lists l ON l.job=h.job AND l.list=h.list "
+		"WHERE h.job=?1 AND h.list=?2 AND h.hash IS NULL)",
+		"DELETE FROM fingerprints WHERE (entity, list) IN (SELECT entity, list FROM "
+		"pending_lists WHERE job=?1 AND list=?2)",
+		"INSERT INTO fingerprints(entity, list, fingerprint) SELECT entity, list, "
+		"fingerprint FROM pending_lists WHERE job=?1 AND list=?2 AND fingerprint IS NOT "
+		"NULL",
+	};
+	size_t i;
+	int rc = APS_OK;
+
+	for (i = 0; i < APS_ARRAY_LEN(steps) && !rc; i++)
+		rc = exec3(db, steps[i], job, list, NULL);
+	return rc;
+}
+
 int state__apply_result(sqlite3 *db, int64_t job, const cJSON *lists, int64_t overlap_ms)
 {
 	sqlite3_stmt *st = NULL;
@@ -244,6 +298,9 @@ int state__apply_result(sqlite3 *db, int64_t job, const cJSON *lists, int64_t ov
 	cJSON_ArrayForEach(it, lists) {
 		if (!cJSON_IsString(it) || strcmp(it->valuestring, "success") || !it->string)
 			continue;
+		rc = promote_hashes(db, job, it->string);
+		if (rc)
+			goto out;
 		if (sqlite3_prepare_v2(db, "SELECT entity, checkpoint FROM pending_cursors WHERE "
 					   "job=?1 AND list=?2",
 				       -1, &st, NULL))
@@ -300,6 +357,10 @@ next:
 	rc = exec3(db, "DELETE FROM overlap WHERE job=?1 AND confirmed=0", job, NULL, NULL);
 	if (!rc)
 		rc = exec3(db, "DELETE FROM pending_cursors WHERE job=?1", job, NULL, NULL);
+	if (!rc)
+		rc = exec3(db, "DELETE FROM pending_hashes WHERE job=?1", job, NULL, NULL);
+	if (!rc)
+		rc = exec3(db, "DELETE FROM pending_lists WHERE job=?1", job, NULL, NULL);
 	/* A job the broker ended (cancelled, timed out) stops here too. */
 	if (!rc)
 		rc = exec3(db, "UPDATE jobs SET cancel=1 WHERE id=?1 AND state<>'done'", job, NULL,

@@ -50,6 +50,8 @@ struct worker {
 	struct aps_buf body;      /* a batch's JSON text */
 	sqlite3_stmt *dedup;
 	sqlite3_stmt *tail;
+	sqlite3_stmt *hash_scan;  /* confirmed hashes of a key range */
+	sqlite3_stmt *pend_ins;   /* a pending hash (NULL: deleted) */
 };
 
 static struct worker *the_worker;
@@ -244,6 +246,12 @@ struct tail_row {
 	int64_t modified_ms;
 };
 
+/* A row hash to confirm with the list (lists read by hashes). */
+struct pend_row {
+	char *key;
+	int64_t hash;
+};
+
 struct progress {
 	const char *sql;      /* applied to the job, ?1 = job */
 	const char *key;      /* ?2 */
@@ -256,10 +264,61 @@ struct progress {
 	int ntail;
 	/* a pending checkpoint for the list */
 	const char *checkpoint;
+	/* lists read by hashes: the rows' hashes, and keys found deleted (sent
+	 * first, in ROWS_DELETED frames of the same transaction) */
+	struct pend_row *pend;
+	int npend;
+	char **deleted;
+	int ndeleted;
 };
 
-/* Adds one frame (a cJSON body, or JSON text) to the outbox and records the
- * progress it stands for, in one transaction. */
+static cJSON *job_body(int64_t job)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "job", (double)job);
+	return o;
+}
+
+/* ROWS_DELETED frames for keys found gone, each key recorded as a pending
+ * deletion: inside the caller's transaction. */
+static int produce_deleted(struct worker *w, int64_t job, const struct progress *p)
+{
+	cJSON *body, *keys;
+	int i = 0, j, rc = APS_OK;
+
+	while (!rc && i < p->ndeleted) {
+		body = job_body(job);
+		cJSON_AddStringToObject(body, "list", p->list);
+		keys = cJSON_AddArrayToObject(body, "keys");
+		for (j = 0; i < p->ndeleted && j < (int)APSYNC_MAX_BATCH_ROWS; i++, j++) {
+			cJSON_AddItemToArray(keys, cJSON_CreateString(p->deleted[i]));
+			sqlite3_bind_int64(w->pend_ins, 1, job);
+			sqlite3_bind_text(w->pend_ins, 2, p->list, -1, SQLITE_STATIC);
+			sqlite3_bind_text(w->pend_ins, 3, p->deleted[i], -1, SQLITE_STATIC);
+			sqlite3_bind_null(w->pend_ins, 4);
+			if (aps_db_step_done(w->pend_ins))
+				rc = APS_ERR_DB;
+		}
+		if (!rc)
+			rc = state__outbox_add(w->db, &w->codec, APSYNC_MSG_ROWS_DELETED, body, 1,
+					       NULL);
+		cJSON_Delete(body);
+	}
+	for (i = 0; !rc && i < p->npend; i++) {
+		sqlite3_bind_int64(w->pend_ins, 1, job);
+		sqlite3_bind_text(w->pend_ins, 2, p->list, -1, SQLITE_STATIC);
+		sqlite3_bind_text(w->pend_ins, 3, p->pend[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(w->pend_ins, 4, p->pend[i].hash);
+		if (aps_db_step_done(w->pend_ins))
+			rc = APS_ERR_DB;
+	}
+	return rc;
+}
+
+/* Adds one frame (a cJSON body, or JSON text; neither: only the progress and
+ * deletions) to the outbox and records the progress it stands for, in one
+ * transaction. */
 static int produce_any(struct worker *w, int type, const cJSON *body, const char *text,
 		       size_t len, int compress, int64_t job, const struct progress *p)
 {
@@ -269,8 +328,12 @@ static int produce_any(struct worker *w, int type, const cJSON *body, const char
 	rc = aps_db_begin(w->db);
 	if (rc)
 		return rc;
-	rc = body ? state__outbox_add(w->db, &w->codec, type, body, compress, NULL)
-		  : state__outbox_add_text(w->db, &w->codec, type, text, len, compress, NULL);
+	if (p && (p->ndeleted || p->npend))
+		rc = produce_deleted(w, job, p);
+	if (!rc && body)
+		rc = state__outbox_add(w->db, &w->codec, type, body, compress, NULL);
+	else if (!rc && text)
+		rc = state__outbox_add_text(w->db, &w->codec, type, text, len, compress, NULL);
 	if (rc || !p)
 		goto done;
 	rc = APS_ERR_DB;
@@ -341,14 +404,6 @@ static int produce_text(struct worker *w, int type, const char *text, size_t len
 	return produce_any(w, type, NULL, text, len, 1, job, p);
 }
 
-static cJSON *job_body(int64_t job)
-{
-	cJSON *o = cJSON_CreateObject();
-
-	cJSON_AddNumberToObject(o, "job", (double)job);
-	return o;
-}
-
 static cJSON *error_body(int64_t job, const char *list, const char *code, const char *msg)
 {
 	cJSON *o = job_body(job), *e;
@@ -404,6 +459,7 @@ struct plan_entry {
 	const struct erp_list *list;
 	int window;           /* read a window by modification time */
 	const char *from;     /* window start (ERP local ISO), NULL: none */
+	int hashed;           /* a partial read of a list without modification times */
 };
 
 /* The state of a job's read of one list. */
@@ -425,6 +481,13 @@ struct reader {
 	char last_key[APSYNC_MAX_KEY_LEN + 1];
 	char last_modified[64];
 	int err;
+	/* lists without modification times */
+	int record;           /* keep every sent row's hash, to compare next time */
+	int hashed;           /* send only rows whose hash changed, and deletions */
+	struct pend_row *pend;
+	int npend, cappend;
+	char **deleted;
+	int ndeleted, capdeleted;
 };
 
 static void reader_reset_batch(struct reader *r)
@@ -435,6 +498,12 @@ static void reader_reset_batch(struct reader *r)
 		free(r->tail[i].key);
 		free(r->tail[i].modified);
 	}
+	for (i = 0; i < r->npend; i++)
+		free(r->pend[i].key);
+	for (i = 0; i < r->ndeleted; i++)
+		free(r->deleted[i]);
+	r->npend = 0;
+	r->ndeleted = 0;
 	r->ntail = 0;
 	r->count = 0;
 	r->checksum = 0;
@@ -454,6 +523,74 @@ static int is_duplicate(struct reader *r, const char *key, const char *modified)
 	return dup;
 }
 
+static int add_deleted(struct reader *r, const char *key)
+{
+	char **d;
+	int cap;
+
+	if (r->ndeleted == r->capdeleted) {
+		cap = r->capdeleted ? r->capdeleted * 2 : 64;
+		d = realloc(r->deleted, (size_t)cap * sizeof(*d));
+		if (!d)
+			return APS_ERR_NOMEM;
+		r->deleted = d;
+		r->capdeleted = cap;
+	}
+	r->deleted[r->ndeleted] = strdup(key);
+	return r->deleted[r->ndeleted++] ? APS_OK : APS_ERR_NOMEM;
+}
+
+static int add_pend(struct reader *r, const char *key, uint64_t hash)
+{
+	struct pend_row *p;
+	int cap;
+
+	if (r->npend == r->cappend) {
+		cap = r->cappend ? r->cappend * 2 : 64;
+		p = realloc(r->pend, (size_t)cap * sizeof(*p));
+		if (!p)
+			return APS_ERR_NOMEM;
+		r->pend = p;
+		r->cappend = cap;
+	}
+	r->pend[r->npend].key = strdup(key);
+	r->pend[r->npend].hash = (int64_t)hash;
+	return r->pend[r->npend++].key ? APS_OK : APS_ERR_NOMEM;
+}
+
+/*
+ * A list read by hashes: confirmed keys after `prev` and before `key` are
+ * gone from the ERP (the read is in key order); *same is 1 when `key` is held
+ * with this very hash. key NULL: every confirmed key after prev (the end).
+ */
+static int compare_confirmed(struct reader *r, const char *prev, const char *key, uint64_t hash,
+			     int *same)
+{
+	sqlite3_stmt *st = r->w->hash_scan;
+	const char *k;
+	int rc = APS_OK, src;
+
+	*same = 0;
+	sqlite3_bind_text(st, 1, r->entity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->list->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, prev, -1, SQLITE_STATIC);
+	if (key)
+		sqlite3_bind_text(st, 4, key, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 4);
+	while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		k = (const char *)sqlite3_column_text(st, 0);
+		if (key && !strcmp(k, key))
+			*same = (uint64_t)sqlite3_column_int64(st, 1) == hash;
+		else
+			rc = add_deleted(r, k);
+	}
+	if (!rc && src != SQLITE_DONE)
+		rc = APS_ERR_DB;
+	sqlite3_reset(st);
+	return rc;
+}
+
 static int on_row(void *ud, const struct aps_value *vals)
 {
 	struct reader *r = ud;
@@ -461,6 +598,8 @@ static int on_row(void *ud, const struct aps_value *vals)
 	const struct aps_value *mod = r->mod_col >= 0 ? &vals[r->mod_col] : NULL;
 	const char *modified = mod && mod->type == APS_V_TEXT ? mod->s : NULL;
 	int64_t mod_ms = 0;
+	uint64_t hash;
+	int same = 0;
 
 	if (key->type != APS_V_TEXT || !key->s[0] || strlen(key->s) > APSYNC_MAX_KEY_LEN ||
 	    (r->window && (!modified || aps_time_parse(modified, &mod_ms))) ||
@@ -468,8 +607,18 @@ static int on_row(void *ud, const struct aps_value *vals)
 		r->err = APS_ERR_ERP;
 		return 1;
 	}
+	hash = aps_row_hash_values(&r->w->hasher, vals, r->list->ncols);
+	if (r->hashed) {
+		r->err = compare_confirmed(r, r->last_key, key->s, hash, &same);
+		if (r->err)
+			return 1;
+	}
 	snprintf(r->last_key, sizeof(r->last_key), "%s", key->s);
 	snprintf(r->last_modified, sizeof(r->last_modified), "%s", modified ? modified : "");
+	if (same) {
+		r->skipped++; /* the broker holds this very row */
+		return 0;
+	}
 	if (r->window && is_duplicate(r, key->s, modified)) {
 		r->skipped++; /* the broker confirmed this very version last time */
 		return 0;
@@ -492,7 +641,11 @@ static int on_row(void *ud, const struct aps_value *vals)
 		r->tail[r->ntail].modified_ms = mod_ms;
 		r->ntail++;
 	}
-	r->checksum += aps_row_hash_values(&r->w->hasher, vals, r->list->ncols);
+	if (r->record && add_pend(r, key->s, hash)) {
+		r->err = APS_ERR_NOMEM;
+		return 1;
+	}
+	r->checksum += hash;
 	r->count++;
 	if (aps_batch_builder_add(r->bb, vals)) {
 		r->err = APS_ERR_NOMEM;
@@ -524,6 +677,66 @@ struct resume {
 	uint64_t checksum;
 };
 
+/* 1 when the list's read was skipped: its fingerprint had not changed. */
+static int end_unchanged(struct worker *w, int64_t job, const char *list)
+{
+	sqlite3_stmt *st = NULL;
+	int same = 0;
+
+	if (!sqlite3_prepare_v2(w->db, "SELECT 1 FROM pending_lists l JOIN fingerprints f ON "
+				       "f.entity=l.entity AND f.list=l.list AND "
+				       "f.fingerprint=l.fingerprint WHERE l.job=?1 AND l.list=?2",
+				-1, &st, NULL)) {
+		sqlite3_bind_int64(st, 1, job);
+		sqlite3_bind_text(st, 2, list, -1, SQLITE_STATIC);
+		same = sqlite3_step(st) == SQLITE_ROW;
+	}
+	sqlite3_finalize(st);
+	return same;
+}
+
+/*
+ * A list without modification times: its fingerprint (when the ERP has a
+ * cheap one) is taken before reading and recorded with the job, to become
+ * the confirmed one if the list succeeds. A partial read whose fingerprint
+ * equals the confirmed one reads nothing (*end = 1).
+ */
+static int begin_hashed(struct worker *w, int64_t job, const char *entity,
+			const struct plan_entry *pe, const struct resume *res, int *end)
+{
+	char fp[128] = "", err[256];
+	sqlite3_stmt *st = NULL;
+	int rc = APS_ERR_DB, have_fp;
+
+	have_fp = w->ops->fingerprint &&
+		  w->ops->fingerprint(w->erp, entity, pe->list->name, fp, err, sizeof(err)) ==
+			  APS_OK;
+	/* The first attempt's fingerprint stays when the list resumes. */
+	if (sqlite3_prepare_v2(w->db, "INSERT OR IGNORE INTO pending_lists(job, list, entity, "
+				      "full, fingerprint) VALUES(?1, ?2, ?3, ?4, ?5)",
+			       -1, &st, NULL))
+		goto out;
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_text(st, 2, pe->list->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, entity, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, !pe->hashed);
+	if (have_fp)
+		sqlite3_bind_text(st, 5, fp, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	rc = APS_OK;
+	if (pe->hashed && !res->key && end_unchanged(w, job, pe->list->name)) {
+		*end = 1;
+		log_info("job %lld: list %s unchanged since the last sync (fingerprint %s)",
+			 (long long)job, pe->list->name, fp);
+	}
+out:
+	if (rc)
+		log_err("state: cannot record the list's fingerprint: %s", sqlite3_errmsg(w->db));
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* Reads one list from its resume point to its end, one batch per round. */
 static int run_list(struct worker *w, int64_t job, const char *entity,
 		    const struct plan_entry *pe, const char *window_to, const struct resume *res)
@@ -539,7 +752,7 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 	int64_t skipped = 0;
 	uint64_t checksum = res->checksum;
 	cJSON *body;
-	int nread, rc, end = 0, deferred = 0, has_after;
+	int nread, rc, end = 0, deferred = 0, has_after, same, unchanged = 0;
 
 	memset(&r, 0, sizeof(r));
 	r.w = w;
@@ -549,10 +762,19 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 	r.window = pe->window;
 	r.key_col = erp_list_col(l, l->key);
 	r.mod_col = erp_list_col(l, "modified_at");
+	r.hashed = pe->hashed;
+	r.record = w->ops->stamped && !w->ops->stamped(w->erp, l->name);
 	aps_time_parse(window_to, &to_ms);
 	r.tail_from_ms = to_ms - o->cursor_overlap;
 	snprintf(key, sizeof(key), "%s", res->key ? res->key : "");
 	snprintf(modified, sizeof(modified), "%s", res->modified ? res->modified : "");
+	snprintf(r.last_key, sizeof(r.last_key), "%s", key);
+	if (r.record) {
+		rc = begin_hashed(w, job, entity, pe, res, &end);
+		if (rc)
+			goto out;
+		unchanged = end;
+	}
 	while (!end) {
 		aps_arena_use(NULL);
 		aps_arena_reset(&w->arena);
@@ -569,7 +791,8 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 		has_after = key[0] != '\0';
 		snprintf(after, sizeof(after), "%s", key);
 		/* Fill the batch up to its row and byte bounds, page by page. */
-		while (r.bb->nrows < o->batch_rows && r.bb->approx_bytes < (size_t)o->batch_bytes) {
+		while (r.bb->nrows < o->batch_rows && r.bb->approx_bytes < (size_t)o->batch_bytes &&
+		       r.ndeleted < o->batch_rows) {
 			req.company = entity;
 			req.list = l->name;
 			req.order = pe->window ? ERP_ORDER_MODIFIED : ERP_ORDER_KEY;
@@ -583,8 +806,13 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 			rc = w->ops->read(w->erp, &req, on_row, &r, &nread, err, sizeof(err));
 			if (!rc && r.err) {
 				rc = r.err;
-				snprintf(err, sizeof(err), "the ERP returned a row without a valid key%s",
-					 pe->window ? " or modification time" : "");
+				if (rc == APS_ERR_DB || rc == APS_ERR_NOMEM)
+					snprintf(err, sizeof(err), "the agent's state database failed "
+						 "comparing row hashes");
+				else
+					snprintf(err, sizeof(err),
+						 "the ERP returned a row without a valid key%s",
+						 pe->window ? " or modification time" : "");
 			}
 			if (rc == APS_ERR_BUSY) {
 				/* The ERP is there but will not serve us now: wait, say why. */
@@ -630,12 +858,25 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 		p.list = l->name;
 		p.tail = r.tail;
 		p.ntail = r.ntail;
+		p.pend = r.pend;
+		p.npend = r.npend;
+		p.deleted = r.deleted;
+		p.ndeleted = r.ndeleted;
+		if (!r.bb->nrows && r.ndeleted) {
+			/* Only keys found gone: they go out with the resume point. */
+			rc = produce_any(w, 0, NULL, NULL, 0, 0, job, &p);
+			reader_reset_batch(&r);
+			if (rc)
+				goto out;
+			continue;
+		}
 		if (!r.bb->nrows) {
 			/* Nothing kept (all skipped, or the list ended): only progress. */
 			reader_reset_batch(&r);
 			continue;
 		}
-		rc = aps_batch_builder_finish(r.bb, !pe->window, has_after ? after : NULL, &w->body);
+		rc = aps_batch_builder_finish(r.bb, !pe->window && !pe->hashed,
+					      has_after ? after : NULL, &w->body);
 		if (!rc)
 			rc = produce_text(w, APSYNC_MSG_BATCH, (const char *)w->body.data, w->body.len,
 					  job, &p);
@@ -652,7 +893,7 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 	cJSON_AddStringToObject(body, "list", l->name);
 	cJSON_AddNumberToObject(body, "count", (double)count);
 	cJSON_AddStringToObject(body, "checksum", sum);
-	if (!pe->window) {
+	if (!pe->window && !pe->hashed) {
 		/* The list ended: keys after the last one are gone from the ERP. */
 		cJSON_AddItemToObject(body, "after",
 				      key[0] ? cJSON_CreateString(key) : cJSON_CreateNull());
@@ -664,6 +905,17 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 	p.entity = entity;
 	p.list = l->name;
 	p.checkpoint = window_to;
+	/* A read by hashes reached the end: confirmed keys after the last one
+	 * read are gone; they go out just before LIST_END. */
+	if (pe->hashed && !unchanged) {
+		rc = compare_confirmed(&r, key, NULL, 0, &same);
+		if (rc) {
+			cJSON_Delete(body);
+			goto out;
+		}
+		p.deleted = r.deleted;
+		p.ndeleted = r.ndeleted;
+	}
 	rc = produce(w, APSYNC_MSG_LIST_END, body, 0, job, &p);
 	cJSON_Delete(body);
 	log_info("job %lld: list %s: %lld rows (%lld in this run, %lld already confirmed skipped) "
@@ -675,6 +927,8 @@ out:
 	aps_arena_reset(&w->arena);
 	reader_reset_batch(&r);
 	free(r.tail);
+	free(r.pend);
+	free(r.deleted);
 	return rc;
 }
 
@@ -806,7 +1060,7 @@ static cJSON *make_plan(struct worker *w, const struct job *j, const struct erp_
 	cJSON *want = j->lists ? cJSON_Parse(j->lists) : NULL, *plan = cJSON_CreateArray(), *it, *e;
 	const char *name;
 	char *from;
-	int i, chosen;
+	int i, chosen, hashed;
 
 	*missing = cJSON_CreateArray();
 	for (i = 0; erp_lists[i]; i++) {
@@ -824,10 +1078,14 @@ static cJSON *make_plan(struct worker *w, const struct job *j, const struct erp_
 		e = cJSON_CreateObject();
 		cJSON_AddStringToObject(e, "list", name);
 		from = NULL;
-		if ((!strcmp(j->mode, "partial") || (is_po_list(name) && j->po_since)) &&
-		    (!w->ops->stamped || w->ops->stamped(w->erp, name)))
-			from = window_from(w, j, name);
-		cJSON_AddStringToObject(e, "read", from ? "window" : "full");
+		hashed = 0;
+		if (!strcmp(j->mode, "partial") || (is_po_list(name) && j->po_since)) {
+			if (!w->ops->stamped || w->ops->stamped(w->erp, name))
+				from = window_from(w, j, name);
+			else
+				hashed = 1; /* no modification times: compare row hashes */
+		}
+		cJSON_AddStringToObject(e, "read", from ? "window" : hashed ? "hashed" : "full");
 		if (from)
 			cJSON_AddStringToObject(e, "from", from);
 		free(from);
@@ -939,7 +1197,7 @@ static int begin_list(struct worker *w, struct job *j, const struct erp_company 
 	else
 		cJSON_AddNullToObject(win, "from");
 	cJSON_AddStringToObject(win, "to", j->window_to);
-	cJSON_AddStringToObject(body, "read", pe->window ? "window" : "full");
+	cJSON_AddStringToObject(body, "read", pe->window ? "window" : pe->hashed ? "hashed" : "full");
 	rc = produce(w, APSYNC_MSG_LIST_BEGIN, body, 0, j->id, &p);
 	cJSON_Delete(body);
 	return rc;
@@ -950,7 +1208,7 @@ static int run_job(struct worker *w, struct job *j)
 	const struct erp_company *c;
 	struct plan_entry pe;
 	struct resume res;
-	cJSON *plan, *e, *name, *from;
+	cJSON *plan, *e, *name, *from, *read;
 	char msg[600] = "";
 	int rc = APS_OK;
 
@@ -993,9 +1251,11 @@ static int run_job(struct worker *w, struct job *j)
 		e = cJSON_GetArrayItem(plan, (int)j->list_index);
 		name = cJSON_GetObjectItemCaseSensitive(e, "list");
 		from = cJSON_GetObjectItemCaseSensitive(e, "from");
+		read = cJSON_GetObjectItemCaseSensitive(e, "read");
 		pe.list = cJSON_IsString(name) ? erp_list_find(name->valuestring) : NULL;
 		pe.window = cJSON_IsString(from);
 		pe.from = pe.window ? from->valuestring : NULL;
+		pe.hashed = cJSON_IsString(read) && !strcmp(read->valuestring, "hashed");
 		if (!pe.list)
 			continue;
 		if (cancelled(w, j->id))
@@ -1071,6 +1331,8 @@ static void worker_free(struct worker *w)
 		w->ops->close(w->erp);
 	sqlite3_finalize(w->dedup);
 	sqlite3_finalize(w->tail);
+	sqlite3_finalize(w->hash_scan);
+	sqlite3_finalize(w->pend_ins);
 	aps_arena_free(&w->arena);
 	aps_batch_builder_free(&w->bb);
 	aps_buf_free(&w->body);
@@ -1100,7 +1362,13 @@ int worker__start(struct agent *a, char *err, size_t errlen)
 			       -1, &w->dedup, NULL) ||
 	    sqlite3_prepare_v2(w->db, "INSERT OR REPLACE INTO overlap(entity, list, key, modified, "
 				      "modified_ms, job, confirmed) VALUES(?1,?2,?3,?4,?5,?6,0)",
-			       -1, &w->tail, NULL)) {
+			       -1, &w->tail, NULL) ||
+	    sqlite3_prepare_v2(w->db, "SELECT key, hash FROM row_hashes WHERE entity=?1 AND "
+				      "list=?2 AND key>?3 AND (?4 IS NULL OR key<=?4) ORDER BY key",
+			       -1, &w->hash_scan, NULL) ||
+	    sqlite3_prepare_v2(w->db, "INSERT OR REPLACE INTO pending_hashes(job, list, key, "
+				      "hash) VALUES(?1, ?2, ?3, ?4)",
+			       -1, &w->pend_ins, NULL)) {
 		snprintf(err, errlen, "state database: %s", sqlite3_errmsg(w->db));
 		goto fail;
 	}

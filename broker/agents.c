@@ -509,7 +509,7 @@ static void on_complete_message(struct agent_conn *c)
 		on_ack(c, f.ack);
 		if (c->state != CONN_READY)
 			goto out;
-		if (f.type >= APSYNC_MSG_JOB_STATUS && f.type <= APSYNC_MSG_LOG) {
+		if (f.type >= APSYNC_MSG_JOB_STATUS && f.type <= APSYNC_MSG_ROWS_DELETED) {
 			queue_sequenced(c, &f);
 			goto out;
 		}

@@ -247,6 +247,46 @@ out:
 	return rc;
 }
 
+/* Keys the agent found gone from the ERP by comparing row hashes (lists
+ * without modification times): held items are marked deleted. */
+static int apply_deleted(struct ingest *in, const struct store_job_ref *ref, int64_t job,
+			 const char *list, const cJSON *keys, char *why, size_t whylen)
+{
+	struct store_list_counts del = {0};
+	const char **k = NULL;
+	const cJSON *it;
+	int n = 0, rc;
+
+	if (!aps_name_valid(list) || !cJSON_IsArray(keys) || cJSON_GetArraySize(keys) < 1 ||
+	    cJSON_GetArraySize(keys) > (int)APSYNC_MAX_BATCH_ROWS) {
+		WHY("ROWS_DELETED needs a list name and 1..%u keys", APSYNC_MAX_BATCH_ROWS);
+		return APS_ERR_MESSAGE;
+	}
+	k = calloc((size_t)cJSON_GetArraySize(keys), sizeof(*k));
+	if (!k)
+		return APS_ERR_NOMEM;
+	cJSON_ArrayForEach(it, keys) {
+		if (!cJSON_IsString(it) || !it->valuestring[0] ||
+		    strlen(it->valuestring) > APSYNC_MAX_KEY_LEN) {
+			free(k);
+			WHY("ROWS_DELETED keys are non-empty strings of at most %u bytes",
+			    APSYNC_MAX_KEY_LEN);
+			return APS_ERR_MESSAGE;
+		}
+		k[n++] = it->valuestring;
+	}
+	rc = store_items_delete_keys(in->store, ref->entity_id, list, job, k, n, &del.deleted);
+	free(k);
+	if (!rc)
+		rc = store_job_list_add(in->store, job, list, &del);
+	if (rc == APS_ERR_NOTFOUND) {
+		WHY("ROWS_DELETED for list %s of job %lld before its LIST_BEGIN", list,
+		    (long long)job);
+		rc = APS_ERR_MESSAGE;
+	}
+	return rc;
+}
+
 /* Applies one message; *job_ended set when a job finished. */
 static int apply(struct ingest *in, const struct ingest_item *it, const struct aps_frame *f,
 		 int *job_ended, char *why, size_t whylen)
@@ -331,6 +371,9 @@ static int apply(struct ingest *in, const struct ingest_item *it, const struct a
 			return APS_ERR_MESSAGE;
 		}
 		return rc;
+	case APSYNC_MSG_ROWS_DELETED:
+		return apply_deleted(in, &ref, job, list, cJSON_GetObjectItemCaseSensitive(body, "keys"),
+				     why, whylen);
 	case APSYNC_MSG_JOB_END:
 		s = str_field(body, "status");
 		if (!s || (strcmp(s, "success") && strcmp(s, "failed") && strcmp(s, "cancelled"))) {

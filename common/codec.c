@@ -34,6 +34,7 @@ static const struct {
 	{APSYNC_MSG_LIST_END, "LIST_END", 1},
 	{APSYNC_MSG_JOB_END, "JOB_END", 1},
 	{APSYNC_MSG_LOG, "LOG", 1},
+	{APSYNC_MSG_ROWS_DELETED, "ROWS_DELETED", 1},
 };
 
 const char *aps_msg_name(int type)

@@ -72,6 +72,7 @@ enum apsync_msg_type {
 	APSYNC_MSG_LIST_END = 0x23,
 	APSYNC_MSG_JOB_END = 0x24,
 	APSYNC_MSG_LOG = 0x25,
+	APSYNC_MSG_ROWS_DELETED = 0x26, /* keys gone from the ERP, found by row hashes */
 };
 
 /* WebSocket close codes (RFC 6455 private range 4000-4999). */

@@ -119,6 +119,11 @@ struct erp_ops {
 	 * and windows work); 0 if not: a partial sync then reads the list in
 	 * full and the broker keeps what did not change. NULL: every list. */
 	int (*stamped)(struct erp *e, const char *list);
+	/* A cheap fingerprint of a list without modification times (e.g. the
+	 * file's size and time): unchanged means nothing to read. NULL or an
+	 * error: none, the list is read and compared. */
+	int (*fingerprint)(struct erp *e, const char *company, const char *list, char out[128],
+			   char *err, size_t errlen);
 	/*
 	 * Writes (NULL when the connector cannot). A document is an invoice or a
 	 * payment as proto/EXPORTS.md describes. APS_ERR_ERP: the ERP refused it

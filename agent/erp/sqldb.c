@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sql.h>
 #include <sqlext.h>
@@ -25,6 +26,7 @@ struct param {
 
 struct sqldb {
 	enum sqldb_dialect dialect;
+	char *path; /* a SQLite file */
 	char what[300];
 	sqlite3 *lite;
 	SQLHENV env;
@@ -107,6 +109,12 @@ int sqldb_open_sqlite(const char *path, int writable, struct sqldb **out, char *
 	}
 	db->dialect = SQLDB_SQLITE;
 	snprintf(db->what, sizeof(db->what), "SQLite file %s", path);
+	db->path = strdup(path);
+	if (!db->path) {
+		free(db);
+		snprintf(err, errlen, "out of memory");
+		return APS_ERR_NOMEM;
+	}
 	src = sqlite3_open_v2(path, &db->lite,
 			      (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
 				      SQLITE_OPEN_NOMUTEX,
@@ -265,7 +273,34 @@ void sqldb_close(struct sqldb *db)
 	}
 	if (db->env)
 		SQLFreeHandle(SQL_HANDLE_ENV, db->env);
+	free(db->path);
 	free(db);
+}
+
+int sqldb_fingerprint(const struct sqldb *db, char out[128])
+{
+	static const char *const suffixes[] = {"", "-wal", "-journal"};
+	char path[4200];
+	struct stat st;
+	size_t i, n = 0;
+
+	if (!db->path)
+		return APS_ERR_NOTFOUND;
+	out[0] = '\0';
+	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(path, sizeof(path), "%s%s", db->path, suffixes[i]);
+		if (stat(path, &st)) {
+			if (!i)
+				return APS_ERR_NOTFOUND;
+			continue;
+		}
+		n += (size_t)snprintf(out + n, 128 - n, "%s%lld.%lld.%09ld", i ? "/" : "",
+				      (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+				      st.st_mtim.tv_nsec);
+		if (n >= 128)
+			return APS_ERR_RANGE;
+	}
+	return APS_OK;
 }
 
 /* ---- statements ------------------------------------------------------------ */

@@ -38,6 +38,11 @@ const char *sqldb_dialect_name(enum sqldb_dialect d);
 /* What the database is, for messages: "SQLite file X", "ODBC DSN=Y". */
 const char *sqldb_describe(const struct sqldb *db);
 
+/* A cheap fingerprint of the whole database when it is a file (size and
+ * modification times of the file and its journal): APS_ERR_NOTFOUND for
+ * databases behind ODBC. */
+int sqldb_fingerprint(const struct sqldb *db, char out[128]);
+
 int sqldb_prepare(struct sqldb *db, const char *sql, struct sqldb_stmt **out, char *err,
 		  size_t errlen);
 /* Parameters are numbered from 1 and copied; NULL binds SQL NULL. */

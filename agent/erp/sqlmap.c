@@ -1165,6 +1165,16 @@ static int sqlmap_stamped(struct erp *e, const char *list)
 	return 0;
 }
 
+static int sqlmap_fingerprint(struct erp *e, const char *company, const char *list,
+			      char out[128], char *err, size_t errlen)
+{
+	(void)company;
+	(void)list;
+	(void)err;
+	(void)errlen;
+	return sqldb_fingerprint(e->db, out);
+}
+
 const char *sqlmap_product(const struct erp *e)
 {
 	return e->product;
@@ -1185,6 +1195,7 @@ const struct erp_ops erp_odbc_ops = {
 	.clock = sqlmap_clock,
 	.read = sqlmap_read,
 	.stamped = sqlmap_stamped,
+	.fingerprint = sqlmap_fingerprint,
 };
 
 const struct erp_ops erp_sqlite_ops = {
@@ -1197,6 +1208,7 @@ const struct erp_ops erp_sqlite_ops = {
 	.clock = sqlmap_clock,
 	.read = sqlmap_read,
 	.stamped = sqlmap_stamped,
+	.fingerprint = sqlmap_fingerprint,
 };
 
 /* Tryton: reads by SQL on its database through the tryton profile. */
@@ -1218,4 +1230,5 @@ const struct erp_ops erp_tryton_ops = {
 	.clock = sqlmap_clock,
 	.read = sqlmap_read,
 	.stamped = sqlmap_stamped,
+	.fingerprint = sqlmap_fingerprint,
 };

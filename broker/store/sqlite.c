@@ -171,6 +171,7 @@ static const struct aps_migration migrations[] = {
 /* Statements used on hot or frequent paths, prepared once per connection. */
 enum stmt_id {
 	ST_ITEM_GET,
+	ST_ITEM_DELETE_LIVE,
 	ST_ITEM_INSERT,
 	ST_ITEM_UPDATE,
 	ST_ITEM_RANGE,
@@ -202,6 +203,8 @@ static const char *const stmt_sql[ST__COUNT] = {
 			  "AND key>?3 AND key<=?4 ORDER BY key",
 	[ST_ITEM_DELETE] = "UPDATE items SET deleted=1, last_job=?4, updated_at=?5 "
 			   "WHERE entity_id=?1 AND list_id=?2 AND key=?3",
+	[ST_ITEM_DELETE_LIVE] = "UPDATE items SET deleted=1, last_job=?4, updated_at=?5 "
+				"WHERE entity_id=?1 AND list_id=?2 AND key=?3 AND deleted=0",
 	[ST_LIST_ID] = "INSERT INTO lists(name) VALUES(?1) ON CONFLICT DO UPDATE SET name=name "
 		       "RETURNING id",
 	[ST_COLS_ID] = "INSERT INTO columns(names) VALUES(?1) ON CONFLICT DO UPDATE SET "
@@ -2069,6 +2072,29 @@ int store_items_apply(struct store *s, int64_t entity_id, const char *list, int6
 			c->inserted++;
 	}
 	return rc;
+}
+
+int store_items_delete_keys(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+			    const char *const *keys, int n, int64_t *deleted)
+{
+	struct apply_ctx a = {.entity_id = entity_id, .job_id = job_id, .now = aps_now_ms()};
+	sqlite3_stmt *st = stmt(s, ST_ITEM_DELETE_LIVE);
+	int i;
+
+	*deleted = 0;
+	if (!st || list_id(s, list, &a.list_id))
+		return APS_ERR_DB;
+	for (i = 0; i < n; i++) {
+		sqlite3_bind_int64(st, 1, entity_id);
+		sqlite3_bind_int64(st, 2, a.list_id);
+		sqlite3_bind_text(st, 3, keys[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, job_id);
+		sqlite3_bind_int64(st, 5, a.now);
+		if (aps_db_step_done(st))
+			return db_error(s);
+		*deleted += sqlite3_changes(s->db);
+	}
+	return APS_OK;
 }
 
 int store_items_delete_after(struct store *s, int64_t entity_id, const char *list,

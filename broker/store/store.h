@@ -218,6 +218,10 @@ int store_items_apply(struct store *s, int64_t entity_id, const char *list, int6
 		      const char *after, struct store_list_counts *c);
 /* A full read of a list ended at `after` (NULL: the list is empty): every
  * later key is gone from the ERP. */
+/* Marks the given keys of a list deleted (those held and not deleted yet);
+ * *deleted tells how many changed. */
+int store_items_delete_keys(struct store *s, int64_t entity_id, const char *list, int64_t job_id,
+			    const char *const *keys, int n, int64_t *deleted);
 int store_items_delete_after(struct store *s, int64_t entity_id, const char *list,
 			     int64_t job_id, const char *after, int64_t *deleted);
 /* APS_ERR_NOTFOUND if the list was not begun (no LIST_BEGIN). */

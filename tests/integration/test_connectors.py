@@ -149,3 +149,102 @@ class ErpMatrix(Case):
                 self.assertIn(lst, LISTS, name)
             if e["state"] != "not_yet":
                 self.assertTrue(e["connector"], name)
+
+
+def unstamped_profile(case):
+    """The demo profile as if the ERP kept no modification times (like GnuCash):
+    no list has a change cursor."""
+    with open(os.path.join(ROOT, "agent", "erp", "profiles", "demo.json")) as f:
+        prof = json.load(f)
+    for lst in prof["lists"].values():
+        lst.pop("modified", None)
+    path = os.path.join(case.tmp, "demo-unstamped.json")
+    with open(path, "w") as f:
+        json.dump(prof, f)
+    return path
+
+
+class ListsWithoutModificationTimes(test_engine.EngineCase):
+    """Partial syncs of lists an ERP keeps no modification time for: the agent
+    compares row hashes with what the broker confirmed, sends only what changed
+    and the keys that are gone, and reads nothing when the file did not change."""
+
+    def erp_spec(self, path):
+        return "sqlite:%s:%s" % (self.profile, path)
+
+    def setUp(self):
+        super().setUp()
+        self.profile = unstamped_profile(self)
+
+    def counts(self, job, name):
+        return {k: v for k, v in self.lists_of(job)[name]["counts"].items()
+                if k in ("read", "inserted", "updated", "unchanged", "deleted")}
+
+    def test_partial_sends_changes_and_deletions_then_nothing(self):
+        self.setup_world(rows=3000, agent_extra=["--batch-rows", "500"])
+        job = self.run_sync()
+        self.assertEqual(job["status"], "success", json.dumps(job, indent=1))
+        self.assertEqual(self.counts(job, "vendors")["read"], 3000)
+        # nothing changed in the file: every list is skipped by its fingerprint
+        job = self.run_sync(mode="partial")
+        self.assertEqual(job["status"], "success", json.dumps(job, indent=1))
+        self.assertEqual(job["totals"]["read"], 0, json.dumps(job["totals"]))
+        # 3 edits, 2 deletions (one far past the last batch), 1 new vendor
+        keys = self.vendor_keys(3, offset=700)
+        gone = self.vendor_keys(1, offset=10) + self.vendor_keys(1, offset=2999)
+        self.edit_vendors(keys)
+        db = self.erp_db()
+        db.executemany("DELETE FROM vendors WHERE company_code='BLUE' AND vendor_no=?",
+                       [(k,) for k in gone])
+        db.execute("INSERT INTO vendors SELECT company_code, 'V9999999', 'Brand New Vendor', "
+                   "address1, address2, city, state, zip, phone, email, tax_id, terms_code, "
+                   "currency, 0, 'A', created_at, modified_at FROM vendors WHERE "
+                   "company_code='BLUE' LIMIT 1")
+        db.commit()
+        db.close()
+        job = self.run_sync(mode="partial")
+        self.assertEqual(job["status"], "success", json.dumps(job, indent=1))
+        self.assertEqual(self.counts(job, "vendors"),
+                         {"read": 4, "inserted": 1, "updated": 3, "unchanged": 0, "deleted": 2})
+        for name, l in self.lists_of(job).items():
+            if name not in ("vendors", "separate_checks"):
+                self.assertEqual(l["counts"]["read"], 0, name)
+        held = self.store_vendors()
+        self.assertEqual(len(held), 3000 - 2 + 1)
+        for k in gone:
+            self.assertNotIn(k, held)
+        self.assertEqual(held[keys[0]]["name"], self.erp_vendor_names()[keys[0]])
+        self.assertEqual(held["V9999999"]["name"], "Brand New Vendor")
+        # and then nothing again
+        job = self.run_sync(mode="partial")
+        self.assertEqual(job["totals"]["read"], 0, json.dumps(job["totals"]))
+        # a full sync agrees with the store, then partials still compare right
+        job = self.run_sync()
+        self.assertEqual(self.counts(job, "vendors")["unchanged"], 2999)
+        self.edit_vendors(self.vendor_keys(1, offset=5))
+        job = self.run_sync(mode="partial")
+        self.assertEqual(self.counts(job, "vendors")["updated"], 1)
+
+    def test_a_cancelled_partial_confirms_nothing_and_the_next_sends_the_changes(self):
+        self.setup_world(rows=2000)
+        self.assertEqual(self.run_sync()["status"], "success")
+        keys = self.vendor_keys(2, offset=100)
+        self.edit_vendors(keys)
+        # the run waits for the ERP's lock and is cancelled: nothing is confirmed
+        db = self.erp_db()
+        db.execute("INSERT INTO locks(company_code, user_name, reason, since) VALUES "
+                   "('BLUE', 'maria', 'period close', '2024-05-01 10:00:00')")
+        db.commit()
+        db.close()
+        j = self.sync(self.blue["id"], mode="partial")
+        self.wait_job(j["id"], 30, done=("running", "dispatched", "queued"))
+        s, _ = self.broker.api("POST", "/api/v1/syncs/%d/cancel" % j["id"], self.token)
+        self.assertEqual(s, 200)
+        self.assertEqual(self.wait_job(j["id"], 30)["status"], "cancelled")
+        db = self.erp_db()
+        db.execute("DELETE FROM locks")
+        db.commit()
+        db.close()
+        job = self.run_sync(mode="partial")
+        self.assertEqual(job["status"], "success", json.dumps(job, indent=1))
+        self.assertEqual(self.counts(job, "vendors")["updated"], 2)
