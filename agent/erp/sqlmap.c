@@ -6,7 +6,6 @@
  *
  *   --erp odbc:PROFILE:CONNECTION    e.g. odbc:sage100:DSN=SAGE100_ABC
  *   --erp sqlite:PROFILE:PATH        a SQLite file mapped by PROFILE
- *   --erp tryton:PATH | tryton:odbc:CONNECTION   (the tryton profile)
  *
  * PROFILE is a name found in the profile directory (--profiles, default the
  * installed one) or a path to a .json file.
@@ -104,6 +103,8 @@ struct company {
 
 struct erp {
 	struct sqldb *db;
+	void *ext; /* the state of a connector built on sqlmap (its writes) */
+	void (*ext_free)(void *ext);
 	char profile_name[64];
 	char product[64], version[32];
 	int offset_min;
@@ -606,13 +607,15 @@ static void free_stmt(struct stmt *st)
 	st->st = NULL;
 }
 
-static void sqlmap_close(struct erp *e)
+void sqlmap_close(struct erp *e)
 {
 	int i, j, k, m;
 	struct col *c;
 
 	if (!e)
 		return;
+	if (e->ext_free)
+		e->ext_free(e->ext);
 	for (i = 0; i < e->nlists; i++) {
 		struct list *l = &e->lists[i];
 
@@ -778,7 +781,7 @@ static int sqlite_open(const char *target, const struct erp_settings *cfg, struc
 	return open_with_profile("sqlite", target, cfg, out, err, errlen);
 }
 
-static int sqlmap_identity(struct erp *e, struct erp_identity *id, char *err, size_t errlen)
+int sqlmap_identity(struct erp *e, struct erp_identity *id, char *err, size_t errlen)
 {
 	struct erp_company *c;
 	int i, j;
@@ -859,7 +862,7 @@ static int find_target(struct erp *e, const char *company, const char *list, str
 	return rc;
 }
 
-static int sqlmap_count(struct erp *e, const char *company, const char *list, int64_t *n,
+int sqlmap_count(struct erp *e, const char *company, const char *list, int64_t *n,
 			char *err, size_t errlen)
 {
 	const struct company *co;
@@ -1056,7 +1059,7 @@ static int row_values(struct erp *e, struct list *l, const struct company *co,
 	return rc;
 }
 
-static int sqlmap_read(struct erp *e, const struct erp_read *req, erp_row_fn fn, void *ud,
+int sqlmap_read(struct erp *e, const struct erp_read *req, erp_row_fn fn, void *ud,
 		       int *nread, char *err, size_t errlen)
 {
 	char am[TS_LEN], mf[TS_LEN], mt[TS_LEN];
@@ -1120,7 +1123,7 @@ static int sqlmap_read(struct erp *e, const struct erp_read *req, erp_row_fn fn,
 	return rc;
 }
 
-static int sqlmap_clock(struct erp *e, char out[40], char *err, size_t errlen)
+int sqlmap_clock(struct erp *e, char out[40], char *err, size_t errlen)
 {
 	struct sql_builder sb = {.st = &e->clock_st};
 	char iso[APS_TIME_LEN];
@@ -1155,7 +1158,7 @@ static int sqlmap_clock(struct erp *e, char out[40], char *err, size_t errlen)
 	return rc;
 }
 
-static int sqlmap_stamped(struct erp *e, const char *list)
+int sqlmap_stamped(struct erp *e, const char *list)
 {
 	int i;
 
@@ -1165,7 +1168,7 @@ static int sqlmap_stamped(struct erp *e, const char *list)
 	return 0;
 }
 
-static int sqlmap_fingerprint(struct erp *e, const char *company, const char *list,
+int sqlmap_fingerprint(struct erp *e, const char *company, const char *list,
 			      char out[128], char *err, size_t errlen)
 {
 	(void)company;
@@ -1185,6 +1188,27 @@ struct sqldb *sqlmap_db(struct erp *e)
 	return e->db;
 }
 
+void *sqlmap_ext(struct erp *e)
+{
+	return e->ext;
+}
+
+void sqlmap_set_ext(struct erp *e, void *ext, void (*ext_free)(void *ext))
+{
+	e->ext = ext;
+	e->ext_free = ext_free;
+}
+
+const char *sqlmap_company_currency(const struct erp *e, const char *company)
+{
+	int i;
+
+	for (i = 0; i < e->ncompanies; i++)
+		if (!strcmp(e->companies[i].code, company))
+			return e->companies[i].currency;
+	return NULL;
+}
+
 const struct erp_ops erp_odbc_ops = {
 	.scheme = "odbc",
 	.description = "an ERP's SQL database through ODBC, mapped by a profile (odbc:PROFILE:CONNECTION)",
@@ -1202,28 +1226,6 @@ const struct erp_ops erp_sqlite_ops = {
 	.scheme = "sqlite",
 	.description = "an ERP's SQLite file, mapped by a profile (sqlite:PROFILE:PATH)",
 	.open = sqlite_open,
-	.close = sqlmap_close,
-	.identity = sqlmap_identity,
-	.count = sqlmap_count,
-	.clock = sqlmap_clock,
-	.read = sqlmap_read,
-	.stamped = sqlmap_stamped,
-	.fingerprint = sqlmap_fingerprint,
-};
-
-/* Tryton: reads by SQL on its database through the tryton profile. */
-static int tryton_open(const char *target, const struct erp_settings *cfg, struct erp **out,
-		       char *err, size_t errlen)
-{
-	if (!strncmp(target, "odbc:", 5))
-		return sqlmap_open("tryton", "odbc", target + 5, cfg, out, err, errlen);
-	return sqlmap_open("tryton", "sqlite", target, cfg, out, err, errlen);
-}
-
-const struct erp_ops erp_tryton_ops = {
-	.scheme = "tryton",
-	.description = "Tryton 6.0 (tryton:PATH.sqlite or tryton:odbc:CONNECTION)",
-	.open = tryton_open,
 	.close = sqlmap_close,
 	.identity = sqlmap_identity,
 	.count = sqlmap_count,

@@ -15,5 +15,25 @@ int sqlmap_open(const char *profile, const char *kind, const char *target,
 int sqlmap_has_list(const struct erp *e, const char *name);
 const char *sqlmap_product(const struct erp *e);
 struct sqldb *sqlmap_db(struct erp *e);
+/* The currency of a company, NULL if it is not in the ERP. */
+const char *sqlmap_company_currency(const struct erp *e, const char *company);
+
+/*
+ * Connectors built on sqlmap (Tryton, GnuCash) read through these and add
+ * their own writes, keeping their state in the extension slot; sqlmap_close
+ * calls ext_free.
+ */
+void *sqlmap_ext(struct erp *e);
+void sqlmap_set_ext(struct erp *e, void *ext, void (*ext_free)(void *ext));
+void sqlmap_close(struct erp *e);
+int sqlmap_identity(struct erp *e, struct erp_identity *id, char *err, size_t errlen);
+int sqlmap_count(struct erp *e, const char *company, const char *list, int64_t *n, char *err,
+		 size_t errlen);
+int sqlmap_clock(struct erp *e, char out[40], char *err, size_t errlen);
+int sqlmap_read(struct erp *e, const struct erp_read *req, erp_row_fn fn, void *ud, int *nread,
+		char *err, size_t errlen);
+int sqlmap_stamped(struct erp *e, const char *list);
+int sqlmap_fingerprint(struct erp *e, const char *company, const char *list, char out[128],
+		       char *err, size_t errlen);
 
 #endif
