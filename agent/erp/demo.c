@@ -18,6 +18,8 @@
 
 #include <sqlite3.h>
 
+#include "db.h"
+#include "decimal.h"
 #include "demo.h"
 #include "erp.h"
 #include "err.h"
@@ -216,6 +218,7 @@ struct erp {
 	sqlite3_stmt *read_st[APS_ARRAY_LEN(demo_lists)][2][NBOUNDS];
 	sqlite3_stmt *count_st[APS_ARRAY_LEN(demo_lists)];
 	sqlite3_stmt *po_lines_st, *rc_lines_st, *lock_st;
+	sqlite3 *wdb; /* for writes, opened at the first one */
 	/* Scratch for the row being handed over: values point here. */
 	char ts[MAX_COLS][ISO_TS_LEN + 8];
 	struct aps_buf lines;
@@ -461,6 +464,7 @@ static void demo_close(struct erp *e)
 	sqlite3_finalize(e->po_lines_st);
 	sqlite3_finalize(e->rc_lines_st);
 	sqlite3_finalize(e->lock_st);
+	sqlite3_close(e->wdb);
 	sqlite3_close(e->db);
 	aps_buf_free(&e->lines);
 	free(e->path);
@@ -1014,6 +1018,503 @@ static int demo_clock(struct erp *e, char out[40], char *err, size_t errlen)
 	return APS_OK;
 }
 
+/* ---- writes: invoices and payments into the demo ERP's AP tables -------- */
+
+/* The AP tables, made at the first write. The demo ERP refuses a second
+ * document with the same natural key, as many ERPs do. */
+static const char ap_schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS ap_invoices(invoice_id INTEGER PRIMARY KEY,"
+    " company_code TEXT NOT NULL, vendor_no TEXT NOT NULL, invoice_no TEXT NOT NULL,"
+    " invoice_date TEXT NOT NULL, due_date TEXT, currency TEXT NOT NULL, description TEXT,"
+    " total TEXT NOT NULL, amount_paid TEXT NOT NULL,"
+    " status TEXT NOT NULL, -- O open, P paid\n"
+    " posted_at TEXT NOT NULL, UNIQUE(company_code, vendor_no, invoice_no));"
+    "CREATE TABLE IF NOT EXISTS ap_invoice_lines(invoice_id INTEGER NOT NULL,"
+    " line_no INTEGER NOT NULL, gl_account TEXT, item_no TEXT, description TEXT,"
+    " quantity TEXT NOT NULL, unit_price TEXT NOT NULL, amount TEXT NOT NULL,"
+    " tax_code TEXT, tax_amount TEXT NOT NULL, division_no TEXT, warehouse_code TEXT,"
+    " po_no TEXT, po_line_no INTEGER, PRIMARY KEY(invoice_id, line_no));"
+    "CREATE TABLE IF NOT EXISTS ap_payments(payment_id INTEGER PRIMARY KEY,"
+    " company_code TEXT NOT NULL, vendor_no TEXT NOT NULL, reference TEXT NOT NULL,"
+    " payment_date TEXT NOT NULL, bank_code TEXT NOT NULL, method TEXT, amount TEXT NOT NULL,"
+    " posted_at TEXT NOT NULL, UNIQUE(company_code, vendor_no, reference));"
+    "CREATE TABLE IF NOT EXISTS ap_payment_lines(payment_id INTEGER NOT NULL,"
+    " invoice_id INTEGER NOT NULL, amount TEXT NOT NULL, PRIMARY KEY(payment_id, invoice_id));";
+
+#define MAX_DOC_LINES 500
+
+static const char *doc_str(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+	return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+static int wfail(struct erp *e, int src, const char *what, char *err, size_t errlen)
+{
+	if ((src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED) {
+		snprintf(err, errlen, "the demo ERP file %s is busy while %s; try again later",
+		         e->path, what);
+		return APS_ERR_BUSY;
+	}
+	snprintf(err, errlen, "cannot write the demo ERP file %s while %s: %s", e->path, what,
+	         e->wdb ? sqlite3_errmsg(e->wdb) : sqlite3_errstr(src));
+	return APS_ERR_IO;
+}
+
+static int wopen(struct erp *e, char *err, size_t errlen)
+{
+	int src;
+
+	if (e->wdb)
+		return APS_OK;
+	src = sqlite3_open_v2(e->path, &e->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_extended_result_codes(e->wdb, 1);
+		sqlite3_busy_timeout(e->wdb, BUSY_TIMEOUT_MS);
+		src = sqlite3_exec(e->wdb, ap_schema_sql, NULL, NULL, NULL);
+	}
+	if (src != SQLITE_OK) {
+		int rc = wfail(e, src, "opening it for writing", err, errlen);
+
+		sqlite3_close(e->wdb);
+		e->wdb = NULL;
+		return rc;
+	}
+	return APS_OK;
+}
+
+/* One row of a one-column-or-more query with text parameters; 1 found,
+ * 0 not, <0 an sqlite error (negated). Copies up to two text columns. */
+static int wquery(struct erp *e, const char *sql, const char *const *params, int nparams,
+                  char *c0, size_t l0, char *c1, size_t l1)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *t;
+	int src, i, found = 0;
+
+	src = sqlite3_prepare_v2(e->wdb, sql, -1, &st, NULL);
+	for (i = 0; src == SQLITE_OK && i < nparams; i++)
+		src = sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
+	if (src == SQLITE_OK) {
+		src = sqlite3_step(st);
+		if (src == SQLITE_ROW) {
+			found = 1;
+			if (c0 && (t = sqlite3_column_text(st, 0)))
+				snprintf(c0, l0, "%s", t);
+			if (c1 && (t = sqlite3_column_text(st, 1)))
+				snprintf(c1, l1, "%s", t);
+			src = SQLITE_OK;
+		} else if (src == SQLITE_DONE) {
+			src = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	return src == SQLITE_OK ? found : -src;
+}
+
+static int wexec(struct erp *e, const char *sql)
+{
+	return sqlite3_exec(e->wdb, sql, NULL, NULL, NULL);
+}
+
+/* Inside a write's transaction: the company exists and is not locked. */
+static int wcompany(struct erp *e, const char *company, char *currency, char *err, size_t errlen)
+{
+	const char *p[1] = {company};
+	char user[80] = "", reason[160] = "";
+	int r;
+
+	r = wquery(e, "SELECT currency FROM companies WHERE company_code = ?1", p, 1, currency, 8,
+	           NULL, 0);
+	if (r < 0)
+		return wfail(e, -r, "reading the company", err, errlen);
+	if (!r) {
+		snprintf(err, errlen, "company \"%.64s\" is not in the demo ERP file %s", company,
+		         e->path);
+		return APS_ERR_NOTFOUND;
+	}
+	r = wquery(e, "SELECT user_name, reason FROM locks WHERE company_code = ?1", p, 1, user,
+	           sizeof(user), reason, sizeof(reason));
+	if (r < 0)
+		return wfail(e, -r, "checking the company's lock", err, errlen);
+	if (r) {
+		snprintf(err, errlen, "company %s is locked by user '%s' (%s); the export will retry",
+		         company, user, reason);
+		return APS_ERR_BUSY;
+	}
+	return APS_OK;
+}
+
+/* A code of a master list that must exist and be active in the company. */
+static int wactive(struct erp *e, const char *company, const char *table, const char *col,
+                   const char *what, const char *code, char *extra, size_t extralen, char *err,
+                   size_t errlen)
+{
+	char sql[256], status[4] = "";
+	const char *p[2] = {company, code};
+	int r;
+
+	snprintf(sql, sizeof(sql), "SELECT status%s FROM %s WHERE company_code = ?1 AND %s = ?2",
+	         extra ? !strcmp(table, "tax_codes") ? ", rate" : ", currency" : "", table, col);
+	r = wquery(e, sql, p, 2, status, sizeof(status), extra, extralen);
+	if (r < 0)
+		return wfail(e, -r, "checking the document's references", err, errlen);
+	if (!r) {
+		snprintf(err, errlen, "%s \"%.64s\" is not in company %s of the demo ERP", what, code,
+		         company);
+		return APS_ERR_NOTFOUND;
+	}
+	if (strcmp(status, "A")) {
+		snprintf(err, errlen, "%s \"%.64s\" is inactive in company %s", what, code, company);
+		return APS_ERR_ERP;
+	}
+	return APS_OK;
+}
+
+static void demo_ref(struct erp_doc_ref *out, int invoice, int64_t id, int paid)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->id, sizeof(out->id), "%lld", (long long)id);
+	snprintf(out->number, sizeof(out->number), "%s%06lld", invoice ? "AP" : "PY", (long long)id);
+	snprintf(out->state, sizeof(out->state), "%s", paid ? "paid" : "posted");
+}
+
+static int demo_lookup(struct erp *e, const char *company, const cJSON *doc,
+                       struct erp_doc_ref *out, char *err, size_t errlen)
+{
+	const char *type = doc_str(doc, "type"), *vendor = doc_str(doc, "vendor");
+	int invoice = type && !strcmp(type, "invoice");
+	const char *p[3] = {company, vendor, doc_str(doc, invoice ? "number" : "reference")};
+	char id[24] = "", status[4] = "";
+	int rc, r;
+
+	if (!type || !vendor || !p[2]) {
+		snprintf(err, errlen, "the document lacks its natural key (vendor and %s)",
+		         invoice ? "number" : "reference");
+		return APS_ERR_INVAL;
+	}
+	rc = wopen(e, err, errlen);
+	if (rc)
+		return rc;
+	r = wquery(e,
+	           invoice ? "SELECT invoice_id, status FROM ap_invoices WHERE company_code = ?1 "
+	                     "AND vendor_no = ?2 AND invoice_no = ?3"
+	                   : "SELECT payment_id, 'O' FROM ap_payments WHERE company_code = ?1 AND "
+	                     "vendor_no = ?2 AND reference = ?3",
+	           p, 3, id, sizeof(id), status, sizeof(status));
+	if (r < 0)
+		return wfail(e, -r, "looking the document up", err, errlen);
+	if (!r)
+		return APS_ERR_NOTFOUND;
+	demo_ref(out, invoice, strtoll(id, NULL, 10), !strcmp(status, "P"));
+	return APS_OK;
+}
+
+static int money(const cJSON *o, const char *name, int required, int64_t *v, const char *what,
+                 char *err, size_t errlen)
+{
+	const char *s = doc_str(o, name);
+
+	if (!s && !required)
+		return APS_ERR_NOTFOUND;
+	if (!s || aps_dec_parse(s, v)) {
+		snprintf(err, errlen, "%s: \"%s\" %s a decimal string with at most 4 decimals", what,
+		         name, s ? "is not" : "must be");
+		return APS_ERR_INVAL;
+	}
+	return APS_OK;
+}
+
+static int demo_write_invoice(struct erp *e, const char *company, const cJSON *doc,
+                              struct erp_doc_ref *out, char *err, size_t errlen)
+{
+	const char *vendor = doc_str(doc, "vendor"), *number = doc_str(doc, "number");
+	const char *date = doc_str(doc, "date"), *s;
+	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(doc, "lines"), *l;
+	char currency[8] = "", rate[24], what[64], a[32], t[32], vcur[8];
+	int64_t qty, price, amount, tax, r, total = 0, want, id;
+	sqlite3_stmt *st = NULL;
+	int rc, n = 0, src, in_tx = 0;
+
+	if (!vendor || !number || !date || !cJSON_IsArray(lines) || !cJSON_GetArraySize(lines) ||
+	    cJSON_GetArraySize(lines) > MAX_DOC_LINES) {
+		snprintf(err, errlen, "an invoice needs vendor, number, date and 1..%d lines",
+		         MAX_DOC_LINES);
+		return APS_ERR_INVAL;
+	}
+	rc = wopen(e, err, errlen);
+	if (rc)
+		return rc;
+	src = wexec(e, "BEGIN IMMEDIATE");
+	if (src != SQLITE_OK)
+		return wfail(e, src, "starting the invoice", err, errlen);
+	in_tx = 1;
+	rc = wcompany(e, company, currency, err, errlen);
+	if (!rc && !demo_lookup(e, company, doc, out, err, errlen))
+		goto done; /* written meanwhile: exactly once */
+	if (!rc)
+		rc = wactive(e, company, "vendors", "vendor_no", "vendor", vendor, vcur, sizeof(vcur),
+		             err, errlen);
+	s = doc_str(doc, "currency");
+	if (!rc && s && strcmp(s, currency)) {
+		snprintf(err, errlen, "the invoice is in %.8s but company %s keeps its books in %s",
+		         s, company, currency);
+		rc = APS_ERR_ERP;
+	}
+	if (!rc) {
+		src = sqlite3_prepare_v2(e->wdb,
+		                         "INSERT INTO ap_invoices(company_code, vendor_no, invoice_no, "
+		                         "invoice_date, due_date, currency, description, total, "
+		                         "amount_paid, status, posted_at) VALUES(?1, ?2, ?3, ?4, ?5, "
+		                         "?6, ?7, '0.00', '0.00', 'O', datetime('now'))",
+		                         -1, &st, NULL);
+		if (src == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, company, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, vendor, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, number, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 4, date, -1, SQLITE_STATIC);
+			aps_db_bind_text(st, 5, doc_str(doc, "due_date"));
+			sqlite3_bind_text(st, 6, currency, -1, SQLITE_STATIC);
+			aps_db_bind_text(st, 7, doc_str(doc, "description"));
+			src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(e->wdb);
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		if (src != SQLITE_OK)
+			rc = wfail(e, src, "writing the invoice", err, errlen);
+	}
+	id = sqlite3_last_insert_rowid(e->wdb);
+	cJSON_ArrayForEach(l, lines) {
+		const char *gl = doc_str(l, "gl_account"), *item = doc_str(l, "item");
+		const char *taxc = doc_str(l, "tax_code"), *div = doc_str(l, "division");
+		const char *wh = doc_str(l, "warehouse");
+
+		if (rc)
+			break;
+		n++;
+		snprintf(what, sizeof(what), "line %d", n);
+		if (!gl && !item) {
+			snprintf(err, errlen, "%s has neither gl_account nor item", what);
+			rc = APS_ERR_INVAL;
+			break;
+		}
+		if (!rc)
+			rc = money(l, "quantity", 1, &qty, what, err, errlen);
+		if (!rc)
+			rc = money(l, "unit_price", 1, &price, what, err, errlen);
+		if (!rc && gl)
+			rc = wactive(e, company, "gl_accounts", "account_no", "GL account", gl, NULL,
+			             0, err, errlen);
+		if (!rc && item)
+			rc = wactive(e, company, "items", "item_no", "item", item, NULL, 0, err,
+			             errlen);
+		if (!rc && div)
+			rc = wactive(e, company, "divisions", "division_no", "division", div, NULL, 0,
+			             err, errlen);
+		if (!rc && wh)
+			rc = wactive(e, company, "warehouses", "warehouse_code", "warehouse", wh, NULL,
+			             0, err, errlen);
+		r = 0;
+		if (!rc && taxc) {
+			rc = wactive(e, company, "tax_codes", "tax_code", "tax code", taxc, rate,
+			             sizeof(rate), err, errlen);
+			if (!rc && aps_dec_parse(rate, &r)) {
+				snprintf(err, errlen, "tax code %s has rate \"%s\"", taxc, rate);
+				rc = APS_ERR_ERP;
+			}
+		}
+		if (rc)
+			break;
+		/* amount and tax per line, each rounded to cents */
+		amount = aps_dec_round(aps_dec_mul(qty, price), 2);
+		tax = aps_dec_round(aps_dec_mul(amount, r) / 100, 2);
+		total += amount + tax;
+		src = sqlite3_prepare_v2(e->wdb,
+		                         "INSERT INTO ap_invoice_lines(invoice_id, line_no, gl_account, "
+		                         "item_no, description, quantity, unit_price, amount, tax_code, "
+		                         "tax_amount, division_no, warehouse_code, po_no, po_line_no) "
+		                         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+		                         "?13, ?14)",
+		                         -1, &st, NULL);
+		if (src == SQLITE_OK) {
+			const cJSON *pl = cJSON_GetObjectItemCaseSensitive(l, "po_line");
+
+			sqlite3_bind_int64(st, 1, id);
+			sqlite3_bind_int(st, 2, n);
+			aps_db_bind_text(st, 3, gl);
+			aps_db_bind_text(st, 4, item);
+			aps_db_bind_text(st, 5, doc_str(l, "description"));
+			sqlite3_bind_text(st, 6, doc_str(l, "quantity"), -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 7, doc_str(l, "unit_price"), -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 8, aps_dec_format(amount, 2, a), -1, SQLITE_TRANSIENT);
+			aps_db_bind_text(st, 9, taxc);
+			sqlite3_bind_text(st, 10, aps_dec_format(tax, 2, t), -1, SQLITE_TRANSIENT);
+			aps_db_bind_text(st, 11, div);
+			aps_db_bind_text(st, 12, wh);
+			aps_db_bind_text(st, 13, doc_str(l, "po"));
+			if (cJSON_IsNumber(pl))
+				sqlite3_bind_int(st, 14, pl->valueint);
+			src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(e->wdb);
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		if (src != SQLITE_OK)
+			rc = wfail(e, src, "writing the invoice's lines", err, errlen);
+	}
+	if (!rc && !money(doc, "total", 0, &want, "the invoice", err, errlen) && want != total) {
+		snprintf(err, errlen,
+		         "total_mismatch: the demo ERP computes %s (lines and taxes) but the "
+		         "document says %s; nothing was posted",
+		         aps_dec_format(total, 2, a), aps_dec_format(want, 2, t));
+		rc = APS_ERR_ERP;
+	} else if (!rc && doc_str(doc, "total") && aps_dec_parse(doc_str(doc, "total"), &want)) {
+		rc = APS_ERR_INVAL; /* money() wrote why */
+	}
+	if (!rc) {
+		char sql[160];
+
+		snprintf(sql, sizeof(sql), "UPDATE ap_invoices SET total = '%s' WHERE invoice_id = %lld",
+		         aps_dec_format(total, 2, a), (long long)id);
+		src = wexec(e, sql);
+		if (src != SQLITE_OK)
+			rc = wfail(e, src, "writing the invoice", err, errlen);
+	}
+	if (!rc) {
+		src = wexec(e, "COMMIT");
+		in_tx = 0;
+		if (src != SQLITE_OK)
+			rc = wfail(e, src, "committing the invoice", err, errlen);
+		else
+			demo_ref(out, 1, id, 0);
+	}
+done:
+	if (in_tx)
+		wexec(e, rc ? "ROLLBACK" : "COMMIT");
+	return rc;
+}
+
+static int demo_write_payment(struct erp *e, const char *company, const cJSON *doc,
+                              struct erp_doc_ref *out, char *err, size_t errlen)
+{
+	const char *vendor = doc_str(doc, "vendor"), *ref = doc_str(doc, "reference");
+	const char *date = doc_str(doc, "date"), *bank = doc_str(doc, "bank_account");
+	const cJSON *invs = cJSON_GetObjectItemCaseSensitive(doc, "invoices"), *it;
+	char currency[8], a[32], b[32], sql[512], idt[24], tot[32], paid[32];
+	int64_t amount, sum = 0, part, total, done_amt, pid;
+	int rc, src, in_tx = 0, r;
+
+	if (!vendor || !ref || !date || !bank || !cJSON_IsArray(invs) ||
+	    !cJSON_GetArraySize(invs)) {
+		snprintf(err, errlen, "a payment needs vendor, reference, date, bank_account, amount "
+		                      "and the invoices it pays");
+		return APS_ERR_INVAL;
+	}
+	rc = money(doc, "amount", 1, &amount, "the payment", err, errlen);
+	if (!rc)
+		rc = wopen(e, err, errlen);
+	if (rc)
+		return rc;
+	src = wexec(e, "BEGIN IMMEDIATE");
+	if (src != SQLITE_OK)
+		return wfail(e, src, "starting the payment", err, errlen);
+	in_tx = 1;
+	rc = wcompany(e, company, currency, err, errlen);
+	if (!rc && !demo_lookup(e, company, doc, out, err, errlen))
+		goto done; /* written meanwhile */
+	if (!rc)
+		rc = wactive(e, company, "vendors", "vendor_no", "vendor", vendor, NULL, 0, err,
+		             errlen);
+	if (!rc)
+		rc = wactive(e, company, "bank_accounts", "bank_code", "bank account", bank, NULL, 0,
+		             err, errlen);
+	if (!rc) {
+		char *q = sqlite3_mprintf("INSERT INTO ap_payments(company_code, vendor_no, reference, "
+		                          "payment_date, bank_code, method, amount, posted_at) "
+		                          "VALUES(%Q, %Q, %Q, %Q, %Q, %Q, %Q, datetime('now'))",
+		                          company, vendor, ref, date, bank, doc_str(doc, "method"),
+		                          aps_dec_format(amount, 2, a));
+		src = q ? wexec(e, q) : SQLITE_NOMEM;
+		sqlite3_free(q);
+		if (src != SQLITE_OK)
+			rc = wfail(e, src, "writing the payment", err, errlen);
+	}
+	pid = sqlite3_last_insert_rowid(e->wdb);
+	cJSON_ArrayForEach(it, invs) {
+		const char *num = doc_str(it, "number");
+		const char *p[3] = {company, vendor, num};
+
+		if (rc)
+			break;
+		if (!num) {
+			snprintf(err, errlen, "a paid invoice lacks its number");
+			rc = APS_ERR_INVAL;
+			break;
+		}
+		rc = money(it, "amount", 1, &part, "a paid invoice", err, errlen);
+		if (rc)
+			break;
+		r = wquery(e, "SELECT invoice_id, total || '|' || amount_paid FROM ap_invoices WHERE "
+		              "company_code = ?1 AND vendor_no = ?2 AND invoice_no = ?3",
+		           p, 3, idt, sizeof(idt), sql, sizeof(sql));
+		if (r < 0) {
+			rc = wfail(e, -r, "finding the paid invoice", err, errlen);
+			break;
+		}
+		if (!r) {
+			snprintf(err, errlen, "invoice %.64s of vendor %s is not in the demo ERP", num,
+			         vendor);
+			rc = APS_ERR_NOTFOUND;
+			break;
+		}
+		snprintf(tot, sizeof(tot), "%.*s", (int)strcspn(sql, "|"), sql);
+		snprintf(paid, sizeof(paid), "%s", strchr(sql, '|') ? strchr(sql, '|') + 1 : "0");
+		if (aps_dec_parse(tot, &total) || aps_dec_parse(paid, &done_amt)) {
+			snprintf(err, errlen, "invoice %s has a damaged total", num);
+			rc = APS_ERR_ERP;
+			break;
+		}
+		if (part <= 0 || part > total - done_amt) {
+			snprintf(err, errlen, "the payment puts %s on invoice %s, which has %s open",
+			         aps_dec_format(part, 2, a), num,
+			         aps_dec_format(total - done_amt, 2, b));
+			rc = APS_ERR_ERP;
+			break;
+		}
+		sum += part;
+		{
+			char *q = sqlite3_mprintf(
+			    "INSERT INTO ap_payment_lines(payment_id, invoice_id, amount) VALUES(%lld, "
+			    "%s, %Q); UPDATE ap_invoices SET amount_paid = %Q, status = CASE WHEN %d "
+			    "THEN 'P' ELSE 'O' END WHERE invoice_id = %s",
+			    (long long)pid, idt, aps_dec_format(part, 2, a),
+			    aps_dec_format(done_amt + part, 2, b), done_amt + part == total, idt);
+
+			src = q ? wexec(e, q) : SQLITE_NOMEM;
+			sqlite3_free(q);
+			if (src != SQLITE_OK)
+				rc = wfail(e, src, "applying the payment", err, errlen);
+		}
+	}
+	if (!rc && sum != amount) {
+		snprintf(err, errlen, "the payment's amount %s is not the sum %s of what it pays",
+		         aps_dec_format(amount, 2, a), aps_dec_format(sum, 2, b));
+		rc = APS_ERR_ERP;
+	}
+	if (!rc) {
+		src = wexec(e, "COMMIT");
+		in_tx = 0;
+		if (src != SQLITE_OK)
+			rc = wfail(e, src, "committing the payment", err, errlen);
+		else
+			demo_ref(out, 0, pid, 0);
+	}
+done:
+	if (in_tx)
+		wexec(e, rc ? "ROLLBACK" : "COMMIT");
+	return rc;
+}
+
 const struct erp_ops erp_demo_ops = {
     .scheme = "demo",
     .description = "apsync demo ERP (generated SQLite file)",
@@ -1023,4 +1524,7 @@ const struct erp_ops erp_demo_ops = {
     .count = demo_count,
     .clock = demo_clock,
     .read = demo_read,
+    .write_invoice = demo_write_invoice,
+    .write_payment = demo_write_payment,
+    .lookup = demo_lookup,
 };

@@ -248,3 +248,97 @@ class ListsWithoutModificationTimes(test_engine.EngineCase):
         job = self.run_sync(mode="partial")
         self.assertEqual(job["status"], "success", json.dumps(job, indent=1))
         self.assertEqual(self.counts(job, "vendors")["updated"], 2)
+
+
+def export(erp, doc, company="BLUE", *extra):
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix="doc-", suffix=".json")
+    os.close(fd)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    p = subprocess.run([AGENT, "export", "--erp", erp, "--company", company, "--file", path] +
+                       list(extra), capture_output=True, text=True, timeout=60)
+    os.unlink(path)
+    return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None), p.stderr
+
+
+class DemoExports(Case):
+    """The demo ERP takes invoices and payments (proto/EXPORTS.md) exactly once,
+    checking every reference and the total, and refuses clearly."""
+
+    INVOICE = {"type": "invoice", "vendor": "V0000002", "number": "INV-1001",
+               "date": "2024-05-01", "currency": "USD",
+               "lines": [{"gl_account": "1010-00", "description": "Paper", "quantity": "2",
+                          "unit_price": "10.00", "tax_code": "CA-LA", "division": "00"},
+                         {"item": "I0000002", "quantity": "100", "unit_price": "0.45",
+                          "tax_code": "FL"}],
+               "total": "69.60"}
+
+    def setUp(self):
+        super().setUp()
+        self.erp = "demo:" + demo_erp(self, 100)
+        self.db = self.erp[5:]
+
+    def invoices(self):
+        import sqlite3
+        db = sqlite3.connect(self.db)
+        rows = db.execute("SELECT invoice_no, total, amount_paid, status FROM ap_invoices "
+                          "ORDER BY invoice_id").fetchall()
+        db.close()
+        return rows
+
+    def test_an_invoice_and_its_payment_are_written_once(self):
+        rc, out, err = export(self.erp, self.INVOICE)
+        self.assertEqual((rc, out["result"], out["state"]), (0, "written", "posted"), err)
+        rc, again, _ = export(self.erp, self.INVOICE)
+        self.assertEqual((rc, again["result"], again["id"]), (0, "found", out["id"]))
+        second = dict(self.INVOICE, number="INV-1002")
+        self.assertEqual(export(self.erp, second)[0], 0)
+        self.assertEqual(self.invoices(), [("INV-1001", "69.60", "0.00", "O"),
+                                           ("INV-1002", "69.60", "0.00", "O")])
+        pay = {"type": "payment", "vendor": "V0000002", "reference": "CHK-1",
+               "date": "2024-05-03", "bank_account": "A", "amount": "100.00",
+               "invoices": [{"number": "INV-1001", "amount": "69.60"},
+                            {"number": "INV-1002", "amount": "30.40"}]}
+        rc, out, err = export(self.erp, pay)
+        self.assertEqual((rc, out["result"]), (0, "written"), err)
+        self.assertEqual(export(self.erp, pay)[1]["result"], "found")
+        self.assertEqual(self.invoices(), [("INV-1001", "69.60", "69.60", "P"),
+                                           ("INV-1002", "69.60", "30.40", "O")])
+        over = dict(pay, reference="CHK-2", amount="40.00",
+                    invoices=[{"number": "INV-1002", "amount": "40.00"}])
+        rc, _, err = export(self.erp, over)
+        self.assertEqual(rc, 1)
+        self.assertIn("which has 39.20 open", err)
+        self.assertEqual(self.invoices()[1], ("INV-1002", "69.60", "30.40", "O"))
+
+    def test_refusals_name_what_is_wrong_and_write_nothing(self):
+        cases = [
+            (dict(self.INVOICE, total="71.60"), 1, "total_mismatch: the demo ERP computes 69.60"),
+            (dict(self.INVOICE, vendor="NOPE"), 1, "vendor \"NOPE\" is not in company BLUE"),
+            (dict(self.INVOICE, vendor="V0000001"), 1, "vendor \"V0000001\" is inactive"),
+            (dict(self.INVOICE, lines=[dict(self.INVOICE["lines"][0], gl_account="9999")]), 1,
+             "GL account \"9999\" is not in company BLUE"),
+            (dict(self.INVOICE, lines=[dict(self.INVOICE["lines"][0], quantity="1e3")]), 1,
+             "\"quantity\" is not a decimal string"),
+            (dict(self.INVOICE, currency="EUR"), 1, "keeps its books in USD"),
+            ({"type": "memo"}, 1, "not invoice or payment"),
+        ]
+        for doc, code, why in cases:
+            rc, _, err = export(self.erp, doc)
+            self.assertEqual(rc, code, err)
+            self.assertIn(why, err)
+        self.assertEqual(self.invoices(), [])
+        import sqlite3
+        db = sqlite3.connect(self.db)
+        db.execute("INSERT INTO locks VALUES('BLUE', 'maria', 'period close', 'now')")
+        db.commit()
+        db.close()
+        rc, _, err = export(self.erp, self.INVOICE)
+        self.assertEqual(rc, 75)
+        self.assertIn("locked by user 'maria' (period close)", err)
+        self.assertEqual(self.invoices(), [])
+        # a connector that cannot write says so
+        rc, _, err = export("sqlite:demo:" + self.db, self.INVOICE)
+        self.assertEqual(rc, 1)
+        self.assertIn("connector does not write invoices", err)

@@ -5,6 +5,7 @@
 
 #include "agent_internal.h"
 #include "broker_internal.h"
+#include "decimal.h"
 #include "err.h"
 #include "tap.h"
 #include "util.h"
@@ -162,6 +163,36 @@ TEST(certificate_pins)
 		     APS_ERR_INVAL);
 }
 
+TEST(decimals_without_floats)
+{
+	char out[32];
+	int64_t v;
+
+	CHECK_EQ_INT(aps_dec_parse("1234.5", &v), APS_OK);
+	CHECK_EQ_INT(v, 12345000);
+	CHECK_EQ_INT(aps_dec_parse("-0.0825", &v), APS_OK);
+	CHECK_EQ_INT(v, -825);
+	CHECK_EQ_INT(aps_dec_parse("7", &v), APS_OK);
+	CHECK_EQ_STR(aps_dec_format(v, 2, out), "7.00");
+	CHECK_EQ_INT(aps_dec_parse("0.00001", &v), APS_ERR_RANGE); /* more than 4 decimals */
+	CHECK_EQ_INT(aps_dec_parse("99999999999999999999", &v), APS_ERR_RANGE);
+	CHECK_EQ_INT(aps_dec_parse("1.", &v), APS_ERR_INVAL);
+	CHECK_EQ_INT(aps_dec_parse("1e3", &v), APS_ERR_INVAL);
+	CHECK_EQ_INT(aps_dec_parse("", &v), APS_ERR_INVAL);
+	CHECK_EQ_INT(aps_dec_parse(" 1", &v), APS_ERR_INVAL);
+	/* 0.45 × 100 at 8.25 %: the tax rounds half away from zero */
+	aps_dec_parse("3.7125", &v);
+	CHECK_EQ_STR(aps_dec_format(v, 2, out), "3.71");
+	aps_dec_parse("0.005", &v);
+	CHECK_EQ_STR(aps_dec_format(v, 2, out), "0.01");
+	aps_dec_parse("-0.005", &v);
+	CHECK_EQ_STR(aps_dec_format(v, 2, out), "-0.01");
+	CHECK_EQ_INT(aps_dec_mul(4500, 825), 371); /* 0.45 × 0.0825 = 0.0371 (0.037125) */
+	CHECK_EQ_INT(aps_dec_mul(1000000, 450), 45000); /* 100 × 0.045 */
+	CHECK_EQ_STR(aps_dec_format(-12345678, 4, out), "-1234.5678");
+	CHECK_EQ_STR(aps_dec_format(12345678, 0, out), "1235");
+}
+
 int main(void)
 {
 	RUN(time_format_and_parse);
@@ -171,5 +202,7 @@ int main(void)
 	RUN(credentials);
 	RUN(broker_urls);
 	RUN(certificate_pins);
+	RUN(decimals_without_floats);
 	return tap_done();
 }
+
