@@ -452,10 +452,46 @@ out:
 	return rc;
 }
 
+/* A document to write: into the journal as an intent. A new attempt of a
+ * document already journaled starts it again (the worker looks it up in the
+ * ERP before writing anything). */
+static int record_export(struct link *l, const struct aps_frame *f, int64_t doc)
+{
+	const cJSON *document = cJSON_GetObjectItemCaseSensitive(f->body, "document");
+	sqlite3_stmt *st = NULL;
+	char *text = cJSON_PrintUnformatted(document);
+	int64_t now = aps_now_ms();
+	int rc = APS_ERR_DB;
+
+	if (!text || sqlite3_prepare_v2(l->db, "INSERT INTO exports(doc, entity, type, attempt, "
+					       "body, state, received_at, updated_at) VALUES(?1, "
+					       "?2, ?3, ?4, ?5, 'intent', ?6, ?6) ON CONFLICT(doc) "
+					       "DO UPDATE SET attempt=excluded.attempt, "
+					       "state='intent', updated_at=excluded.updated_at "
+					       "WHERE excluded.attempt > exports.attempt AND "
+					       "exports.state='done'",
+					-1, &st, NULL))
+		goto out;
+	sqlite3_bind_int64(st, 1, doc);
+	aps_db_bind_text(st, 2, str_field(f->body, "entity"));
+	aps_db_bind_text(st, 3, str_field(f->body, "type"));
+	sqlite3_bind_int64(st, 4, num_field(f->body, "attempt", 1, 1, INT32_MAX));
+	sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, now);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		rc = APS_OK;
+out:
+	sqlite3_finalize(st);
+	cJSON_free(text);
+	return rc;
+}
+
 /* Records a command and the seq it came with, then lets the worker know. */
 static void on_command(struct link *l, const struct aps_frame *f)
 {
 	int64_t job = num_field(f->body, "job", 0, 1, INT64_MAX);
+	int64_t doc = num_field(f->body, "doc", 0, 1, INT64_MAX);
+	const char *type = str_field(f->body, "type");
 	const char *mode = str_field(f->body, "mode");
 	const cJSON *lists = cJSON_GetObjectItemCaseSensitive(f->body, "lists");
 	int rc = APS_ERR_DB;
@@ -470,17 +506,27 @@ static void on_command(struct link *l, const struct aps_frame *f)
 			  (unsigned long long)f->seq, (unsigned long long)l->rx_seq);
 		return;
 	}
-	if (!job || (f->type == APSYNC_MSG_SYNC_START &&
-		     (!str_field(f->body, "entity") || !mode ||
-		      (strcmp(mode, "full") && strcmp(mode, "partial")))) ||
-	    (f->type == APSYNC_MSG_JOB_RESULT && !cJSON_IsObject(lists))) {
+	if (f->type == APSYNC_MSG_EXPORT) {
+		if (!doc || !str_field(f->body, "entity") || !type ||
+		    (strcmp(type, "invoice") && strcmp(type, "payment")) ||
+		    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(f->body, "document"))) {
+			link_fail(l, APS_ERR_MESSAGE, APSYNC_CLOSE_PROTOCOL,
+				  "EXPORT lacks doc, entity, a type or the document");
+			return;
+		}
+	} else if (!job || (f->type == APSYNC_MSG_SYNC_START &&
+			    (!str_field(f->body, "entity") || !mode ||
+			     (strcmp(mode, "full") && strcmp(mode, "partial")))) ||
+		   (f->type == APSYNC_MSG_JOB_RESULT && !cJSON_IsObject(lists))) {
 		link_fail(l, APS_ERR_MESSAGE, APSYNC_CLOSE_PROTOCOL,
 			  "%s lacks job, entity, a known mode or lists", aps_msg_name(f->type));
 		return;
 	}
 	if (aps_db_begin(l->db))
 		goto out;
-	if (f->type == APSYNC_MSG_SYNC_START) {
+	if (f->type == APSYNC_MSG_EXPORT) {
+		rc = record_export(l, f, doc);
+	} else if (f->type == APSYNC_MSG_SYNC_START) {
 		rc = record_start(l, f, job);
 	} else {
 		rc = state__apply_result(l->db, job, lists, l->a->opts->cursor_overlap);
@@ -490,8 +536,14 @@ static void on_command(struct link *l, const struct aps_frame *f)
 		goto out;
 	}
 	l->rx_seq = f->seq;
-	log_notice("job %lld: %s %s", (long long)job, aps_msg_name(f->type),
-		   mode ? mode : str_field(f->body, "status") ? str_field(f->body, "status") : "");
+	if (f->type == APSYNC_MSG_EXPORT)
+		log_notice("document %lld: EXPORT %s (attempt %lld)", (long long)doc, type,
+			   (long long)num_field(f->body, "attempt", 1, 1, INT32_MAX));
+	else
+		log_notice("job %lld: %s %s", (long long)job, aps_msg_name(f->type),
+			   mode ? mode
+			   : str_field(f->body, "status") ? str_field(f->body, "status")
+							   : "");
 	pthread_mutex_lock(&l->a->mu);
 	l->a->jobs_changed = 1;
 	pthread_cond_broadcast(&l->a->cv);
@@ -539,6 +591,7 @@ static void on_message(struct link *l)
 			break;
 		case APSYNC_MSG_SYNC_START:
 		case APSYNC_MSG_JOB_RESULT:
+		case APSYNC_MSG_EXPORT:
 			if (l->state == LINK_READY)
 				on_command(l, &f);
 			break;

@@ -106,6 +106,20 @@ static const struct aps_migration migrations[] = {
 	    " full INTEGER NOT NULL,"
 	    " fingerprint TEXT,"
 	    " PRIMARY KEY(job, list)) WITHOUT ROWID;"},
+	/* The write journal: every document the broker sent for export, from
+	 * intent through writing to done; the result goes out with the change to
+	 * done, in the same transaction. */
+	{4, "CREATE TABLE exports("
+	    " doc INTEGER PRIMARY KEY,"
+	    " entity TEXT NOT NULL,"
+	    " type TEXT NOT NULL,"
+	    " attempt INTEGER NOT NULL,"
+	    " body TEXT NOT NULL,"
+	    " state TEXT NOT NULL," /* intent, writing, done */
+	    " result TEXT,"
+	    " received_at INTEGER NOT NULL,"
+	    " updated_at INTEGER NOT NULL);"
+	    "CREATE INDEX exports_state ON exports(state, doc);"},
 };
 
 int state__open(const char *dir, sqlite3 **db, char *err, size_t errlen)

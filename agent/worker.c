@@ -1293,6 +1293,166 @@ static int run_job(struct worker *w, struct job *j)
 	return job_end(w, j->id, "success", NULL, NULL);
 }
 
+/* ---- exports: the write journal ---- */
+
+struct export_item {
+	int64_t doc;
+	char entity[APSYNC_MAX_NAME_LEN + 1];
+	char type[16];
+	int64_t attempt;
+	char *body;
+	char state[16];
+};
+
+static int next_export(struct worker *w, struct export_item *x)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(x, 0, sizeof(*x));
+	if (sqlite3_prepare_v2(w->db, "SELECT doc, entity, type, attempt, body, state FROM exports "
+				      "WHERE state IN ('intent', 'writing') ORDER BY doc LIMIT 1",
+			       -1, &st, NULL))
+		return APS_ERR_DB;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		x->doc = sqlite3_column_int64(st, 0);
+		snprintf(x->entity, sizeof(x->entity), "%s", sqlite3_column_text(st, 1));
+		snprintf(x->type, sizeof(x->type), "%s", sqlite3_column_text(st, 2));
+		x->attempt = sqlite3_column_int64(st, 3);
+		x->body = col_dup(st, 4);
+		snprintf(x->state, sizeof(x->state), "%s", sqlite3_column_text(st, 5));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return x->body ? APS_OK : APS_ERR_NOMEM;
+	return rc == SQLITE_DONE ? APS_ERR_NOTFOUND : APS_ERR_DB;
+}
+
+/* The journal says a write may have begun: a crash after this point makes
+ * the next attempt look the document up before anything else. */
+static int export_writing(struct worker *w, int64_t doc)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "UPDATE exports SET state='writing', updated_at=%lld WHERE doc="
+				   "%lld",
+		 (long long)aps_now_ms(), (long long)doc);
+	return sqlite3_exec(w->db, sql, NULL, NULL, NULL) == SQLITE_OK ? APS_OK : APS_ERR_DB;
+}
+
+/* Ends a journal entry: its result goes out in the same transaction. */
+static int export_done(struct worker *w, const struct export_item *x, const char *status,
+		       int found, const struct erp_doc_ref *ref, int rc, const char *why)
+{
+	struct progress p = {.sql = "UPDATE exports SET state='done', result=?2, "
+				    "updated_at=strftime('%s','now')*1000 WHERE doc=?1"};
+	cJSON *body = cJSON_CreateObject(), *e;
+	char *text;
+	int retryable = rc == APS_ERR_BUSY || rc == APS_ERR_IO || rc == APS_ERR_NET;
+
+	cJSON_AddNumberToObject(body, "doc", (double)x->doc);
+	cJSON_AddNumberToObject(body, "attempt", (double)x->attempt);
+	cJSON_AddStringToObject(body, "status", status);
+	cJSON_AddBoolToObject(body, "found", found);
+	if (ref) {
+		e = cJSON_AddObjectToObject(body, "erp");
+		cJSON_AddStringToObject(e, "id", ref->id);
+		if (ref->number[0])
+			cJSON_AddStringToObject(e, "number", ref->number);
+		if (ref->state[0])
+			cJSON_AddStringToObject(e, "state", ref->state);
+		if (ref->link[0])
+			cJSON_AddStringToObject(e, "link", ref->link);
+	}
+	if (why) {
+		e = cJSON_AddObjectToObject(body, "error");
+		cJSON_AddStringToObject(e, "code", aps_errcode(rc));
+		cJSON_AddStringToObject(e, "message", why);
+		cJSON_AddBoolToObject(e, "retryable", retryable);
+	}
+	text = cJSON_PrintUnformatted(body);
+	p.key = text; /* ?2: the result, kept in the journal */
+	rc = text ? produce(w, APSYNC_MSG_EXPORT_RESULT, body, 0, x->doc, &p) : APS_ERR_NOMEM;
+	log_notice("document %lld (%s): %s%s%s%s", (long long)x->doc, x->type, status,
+		   found ? " (found in the ERP, not written again)" : "", why ? ": " : "",
+		   why ? why : "");
+	cJSON_free(text);
+	cJSON_Delete(body);
+	return rc;
+}
+
+/* One document: looked up by its natural key first, written only if the ERP
+ * does not have it. */
+static int run_export(struct worker *w, const struct export_item *x)
+{
+	struct erp_doc_ref ref;
+	char err[1024] = "";
+	cJSON *doc;
+	int rc, invoice = !strcmp(x->type, "invoice");
+	int (*write)(struct erp *, const char *, const cJSON *, struct erp_doc_ref *, char *, size_t);
+
+	if (erp_connect(w))
+		return export_done(w, x, "failed", 0, NULL, APS_ERR_IO, w->erp_error);
+	if (!company(w, x->entity)) {
+		snprintf(err, sizeof(err), "company %s is not in this ERP (%s)", x->entity,
+			 w->id.product);
+		return export_done(w, x, "failed", 0, NULL, APS_ERR_NOTFOUND, err);
+	}
+	write = invoice ? w->ops->write_invoice : w->ops->write_payment;
+	if (!w->ops->lookup || !write) {
+		snprintf(err, sizeof(err), "the %s connector does not write %ss into %s",
+			 w->ops->scheme, x->type, w->id.product);
+		return export_done(w, x, "failed", 0, NULL, APS_ERR_CONFLICT, err);
+	}
+	doc = cJSON_Parse(x->body);
+	if (!doc)
+		return export_done(w, x, "failed", 0, NULL, APS_ERR_INVAL,
+				   "the journaled document is not JSON");
+	memset(&ref, 0, sizeof(ref));
+	rc = w->ops->lookup(w->erp, x->entity, doc, &ref, err, sizeof(err));
+	if (!rc) {
+		rc = export_done(w, x, "success", 1, &ref, APS_OK, NULL);
+		goto out;
+	}
+	if (rc != APS_ERR_NOTFOUND) {
+		/* After a crash mid-write, not knowing is not a reason to write again. */
+		rc = export_done(w, x,
+				 !strcmp(x->state, "writing") && rc != APS_ERR_BUSY &&
+						 rc != APS_ERR_IO
+					 ? "uncertain"
+					 : "failed",
+				 0, NULL, rc, err);
+		goto out;
+	}
+	rc = export_writing(w, x->doc);
+	if (rc)
+		goto out;
+	memset(&ref, 0, sizeof(ref));
+	rc = write(w->erp, x->entity, doc, &ref, err, sizeof(err));
+	if (!rc)
+		rc = export_done(w, x, "success", 0, &ref, APS_OK, NULL);
+	else
+		rc = export_done(w, x, "failed", 0, NULL, rc, err);
+out:
+	cJSON_Delete(doc);
+	return rc;
+}
+
+/* Every journaled document still to do, oldest first. */
+static void run_exports(struct worker *w)
+{
+	struct export_item x;
+
+	while (!w->a->stop && next_export(w, &x) == APS_OK) {
+		int rc = run_export(w, &x);
+
+		free(x.body);
+		if (rc)
+			break; /* the state database failed: tried again later */
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -1310,6 +1470,7 @@ static void *worker_main(void *arg)
 		a->jobs_changed = 0;
 		pthread_mutex_unlock(&a->mu);
 
+		run_exports(w);
 		rc = next_job(w, &j);
 		if (rc == APS_OK) {
 			rc = run_job(w, &j);

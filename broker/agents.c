@@ -509,7 +509,7 @@ static void on_complete_message(struct agent_conn *c)
 		on_ack(c, f.ack);
 		if (c->state != CONN_READY)
 			goto out;
-		if (f.type >= APSYNC_MSG_JOB_STATUS && f.type <= APSYNC_MSG_ROWS_DELETED) {
+		if (f.type >= APSYNC_MSG_JOB_STATUS && f.type <= APSYNC_MSG_EXPORT_RESULT) {
 			queue_sequenced(c, &f);
 			goto out;
 		}
@@ -575,7 +575,20 @@ void agents__kick(struct broker *b, int64_t agent_id)
 		log_err("agent %s: cannot dispatch jobs (store failed)", c->name);
 	if (n)
 		log_info("agent %s: %d job(s) dispatched", c->name, n);
+	if (store_docs_dispatch(b->store, agent_id, aps_now_ms(), &n))
+		log_err("agent %s: cannot dispatch exports (store failed)", c->name);
+	if (n)
+		log_info("agent %s: %d document(s) sent for export", c->name, n);
 	lws_callback_on_writable(c->wsi);
+}
+
+void agents__kick_all(struct broker *b)
+{
+	struct agent_conn *c;
+
+	for (c = all_conns; c; c = c->next)
+		if (c->state == CONN_READY)
+			agents__kick(b, c->agent_id);
 }
 
 void agents__applied(struct broker *b, int64_t agent_id, uint64_t seq, int err, const char *why,

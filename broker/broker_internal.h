@@ -29,6 +29,7 @@ struct broker_opts {
 	int64_t ingest_queue;  /* bytes of decoded frames waiting for the store */
 	int64_t stale_after;   /* s: a sync not started by then says why */
 	int64_t job_timeout;   /* s: a sync whose SyncTool is gone this long times out */
+	int64_t export_retry;  /* s: first wait before a failed export is tried again */
 };
 
 extern const struct aps_cfg_entry broker_serve_cfg[];
@@ -64,6 +65,8 @@ int broker_serve(struct broker_opts *opts);
 extern const struct lws_protocols agents_protocol;
 /* Sends queued jobs to the agent if it is connected. */
 void agents__kick(struct broker *b, int64_t agent_id);
+/* Kicks every connected agent (after something any of them may wait for). */
+void agents__kick_all(struct broker *b);
 /* Once a second: hello timeouts, missed heartbeats, revocations. */
 void agents__tick(struct broker *b);
 /* The store writer finished messages of an agent. */
@@ -129,6 +132,28 @@ int http__require_sync_role(struct http_req *r);
 void api_health(struct http_req *r, const int64_t *p);
 void api_me(struct http_req *r, const int64_t *p);
 void api_erps(struct http_req *r, const int64_t *p);
+void api_exports_create(struct http_req *r, const int64_t *p);
+void api_documents_list(struct http_req *r, const int64_t *p);
+void api_document_get(struct http_req *r, const int64_t *p);
+void api_document_retry(struct http_req *r, const int64_t *p);
+void api_document_mark(struct http_req *r, const int64_t *p);
+void api_rules_list(struct http_req *r, const int64_t *p);
+void api_rules_add(struct http_req *r, const int64_t *p);
+void api_rules_delete(struct http_req *r, const int64_t *p);
+
+/* ---- exports (broker/exports.c) ---- */
+
+/* A document's own shape (proto/EXPORTS.md); APS_ERR_INVAL with why. */
+int exports__shape(const cJSON *doc, char *why, size_t len);
+/* What a document deserves now: "queued", "on_hold" or "blocked", with why. */
+const char *exports__check(struct store *s, int64_t tenant_id, int64_t entity_id,
+			   const cJSON *doc, const cJSON *rules, char *why, size_t len);
+/* The document's amount as a decimal string. */
+void exports__amount(const cJSON *doc, char out[32]);
+/* Checks held and blocked documents again (tenant or entity 0: any);
+ * *released tells how many can go out now. */
+int exports__recheck(struct store *s, int64_t tenant_id, int64_t entity_id, int64_t now,
+		     int *released);
 void api_enroll(struct http_req *r, const int64_t *p);
 void api_synctools_list(struct http_req *r, const int64_t *p);
 void api_entities_list(struct http_req *r, const int64_t *p);

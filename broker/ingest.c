@@ -300,6 +300,9 @@ static int apply(struct ingest *in, const struct ingest_item *it, const struct a
 
 	if (f->type == APSYNC_MSG_BATCH)
 		return apply_batch(in, it, f, why, whylen);
+	if (f->type == APSYNC_MSG_EXPORT_RESULT)
+		return store_doc_result(in->store, it->agent_id, body, now,
+					in->b->opts->export_retry * 1000, why, whylen);
 	rc = job_check(in, it, f->type, job, &ref, why, whylen);
 	if (rc)
 		return rc;
@@ -383,6 +386,15 @@ static int apply(struct ingest *in, const struct ingest_item *it, const struct a
 		rc = store_job_end(in->store, job, s, code, msg, now, final);
 		if (!rc)
 			rc = store_job_result(in->store, job, now);
+		if (!rc && (!strcmp(final, "success") || !strcmp(final, "partial"))) {
+			/* What this sync brought may release documents on hold. */
+			int released = 0;
+
+			rc = exports__recheck(in->store, 0, ref.entity_id, now, &released);
+			if (!rc && released)
+				log_notice("job %lld: %d document(s) on hold can go out now",
+					   (long long)job, released);
+		}
 		if (!rc) {
 			snprintf(line, sizeof(line), "sync ended: %s%s%s", final, msg ? ": " : "",
 				 msg ? msg : "");

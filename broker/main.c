@@ -40,6 +40,9 @@ const struct aps_cfg_entry broker_serve_cfg[] = {
 	 "seconds after which a sync that has not started says why"},
 	{"job-timeout", APS_CFG_INT, OPT(job_timeout), 10, 604800, "900", 0,
 	 "seconds a SyncTool may be offline during its sync before the sync times out"},
+	{"export-retry", APS_CFG_INT, OPT(export_retry), 1, 86400, "60", 0,
+	 "s: first wait before a document that failed for a passing cause (ERP busy, "
+	 "unreachable) goes out again; it doubles each time, up to an hour"},
 	APS_CFG_END,
 };
 

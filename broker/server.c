@@ -41,6 +41,12 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 				agents__kick(b, (int64_t)a->valuedouble);
 		}
 		cJSON_Delete(agents);
+		agents = NULL;
+		/* Failed exports whose retry time came go out again. */
+		if (store_docs_due(b->store, aps_now_ms(), &agents) == APS_OK)
+			cJSON_ArrayForEach(a, agents)
+				agents__kick(b, (int64_t)a->valuedouble);
+		cJSON_Delete(agents);
 	}
 	lws_sul_schedule(b->ctx, 0, &b->tick, on_tick, LWS_US_PER_SEC);
 }

@@ -64,6 +64,7 @@ enum apsync_msg_type {
 	/* broker → agent, sequenced */
 	APSYNC_MSG_SYNC_START = 0x10,
 	APSYNC_MSG_JOB_RESULT = 0x12,  /* the broker's verdict: ends or cancels a job */
+	APSYNC_MSG_EXPORT = 0x13,      /* a document to write into the ERP */
 
 	/* agent → broker, sequenced */
 	APSYNC_MSG_JOB_STATUS = 0x20,
@@ -73,6 +74,7 @@ enum apsync_msg_type {
 	APSYNC_MSG_JOB_END = 0x24,
 	APSYNC_MSG_LOG = 0x25,
 	APSYNC_MSG_ROWS_DELETED = 0x26, /* keys gone from the ERP, found by row hashes */
+	APSYNC_MSG_EXPORT_RESULT = 0x27, /* what the ERP made of an EXPORT */
 };
 
 /* WebSocket close codes (RFC 6455 private range 4000-4999). */

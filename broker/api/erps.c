@@ -33,7 +33,8 @@ struct erp_row {
 #define MASTER_LISTS "bank_accounts,gl_accounts,items,tax_codes,vendors"
 
 static const struct erp_row erps[] = {
-	{"demo", "apsync demo ERP", 0, "SQLite file (apsync-agent demo-erp)", "demo", ALL_LISTS, "",
+	{"demo", "apsync demo ERP", 0, "SQLite file (apsync-agent demo-erp)", "demo", ALL_LISTS,
+	 "invoice,payment",
 	 ERP_TESTED, "generated, deterministic; used by make demo and the sync engine's tests"},
 	{"tryton", "Tryton 6.0", 0, "SQL on its database; JSON-RPC for writes", "tryton",
 	 "bank_accounts,divisions,gl_accounts,items,tax_codes,units,vendors,warehouses,"

@@ -8,6 +8,7 @@
 #include "db.h"
 #include "err.h"
 #include "log.h"
+#include "sqlite_internal.h"
 #include "store.h"
 #include "util.h"
 
@@ -166,6 +167,47 @@ static const struct aps_migration migrations[] = {
 	    "DROP TABLE items;"
 	    "ALTER TABLE items3 RENAME TO items;"
 	    "CREATE INDEX items_changed ON items(entity_id, list_id, updated_at, key);"},
+	/* Exports: documents written into the ERP exactly once (documents.c). */
+	{4, "CREATE TABLE documents("
+	    " id INTEGER PRIMARY KEY,"
+	    " tenant_id INTEGER NOT NULL REFERENCES tenants(id),"
+	    " entity_id INTEGER NOT NULL REFERENCES entities(id),"
+	    " agent_id INTEGER,"
+	    " type TEXT NOT NULL,"          /* invoice, payment */
+	    " vendor TEXT NOT NULL,"
+	    " natural_key TEXT NOT NULL,"   /* the invoice number or payment reference */
+	    " body TEXT NOT NULL,"
+	    " amount TEXT,"
+	    " status TEXT NOT NULL,"        /* on_hold blocked queued in_progress success failed uncertain */
+	    " reason TEXT,"
+	    " error_code TEXT,"
+	    " retryable INTEGER NOT NULL DEFAULT 0,"
+	    " attempts INTEGER NOT NULL DEFAULT 0,"
+	    " next_retry_at INTEGER,"
+	    " erp_id TEXT, erp_number TEXT, erp_state TEXT, erp_link TEXT,"
+	    " manual INTEGER NOT NULL DEFAULT 0,"
+	    " created_by TEXT,"
+	    " created_at INTEGER NOT NULL,"
+	    " updated_at INTEGER NOT NULL,"
+	    " UNIQUE(entity_id, type, vendor, natural_key));"
+	    "CREATE INDEX documents_status ON documents(tenant_id, status, id);"
+	    "CREATE INDEX documents_agent ON documents(agent_id, status);"
+	    "CREATE TABLE idempotency("
+	    " tenant_id INTEGER NOT NULL,"
+	    " key TEXT NOT NULL,"
+	    " request_hash TEXT NOT NULL,"
+	    " status INTEGER NOT NULL,"
+	    " response TEXT NOT NULL,"
+	    " created_at INTEGER NOT NULL,"
+	    " PRIMARY KEY(tenant_id, key)) WITHOUT ROWID;"
+	    "CREATE TABLE rules("
+	    " id INTEGER PRIMARY KEY,"
+	    " tenant_id INTEGER NOT NULL REFERENCES tenants(id),"
+	    " kind TEXT NOT NULL,"          /* block_vendor block_amount_above block_type */
+	    " value TEXT NOT NULL,"
+	    " created_by TEXT,"
+	    " created_at INTEGER NOT NULL,"
+	    " UNIQUE(tenant_id, kind, value));"},
 };
 
 /* Statements used on hot or frequent paths, prepared once per connection. */
@@ -189,6 +231,8 @@ enum stmt_id {
 	ST_LOG_ADD,
 	ST__COUNT
 };
+
+_Static_assert(ST__COUNT <= ST__SLOTS, "more hot statements than slots in struct store");
 
 static const char *const stmt_sql[ST__COUNT] = {
 	[ST_ITEM_GET] = "SELECT hash, deleted FROM items WHERE entity_id=?1 AND list_id=?2 AND "
@@ -228,15 +272,6 @@ static const char *const stmt_sql[ST__COUNT] = {
 	[ST_LOG_ADD] = "INSERT INTO job_log(job_id, ts, level, message) VALUES(?1, ?2, ?3, ?4)",
 };
 
-struct store {
-	sqlite3 *db;
-	sqlite3_stmt *st[ST__COUNT];
-	/* the last list and column set looked up: batches come in runs */
-	char last_list[APSYNC_MAX_NAME_LEN + 1];
-	int64_t last_list_id;
-	char *last_cols;
-	int64_t last_cols_id;
-};
 
 static sqlite3_stmt *stmt(struct store *s, enum stmt_id id)
 {
@@ -298,7 +333,7 @@ static int cols_id(struct store *s, const char *cols, int64_t *id)
 }
 
 
-static sqlite3_stmt *prepare(struct store *s, const char *sql)
+sqlite3_stmt *sqlstore__prepare(struct store *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 
@@ -309,7 +344,7 @@ static sqlite3_stmt *prepare(struct store *s, const char *sql)
 	return st;
 }
 
-static int db_error(struct store *s)
+int sqlstore__db_error(struct store *s)
 {
 	log_err("store: %s", sqlite3_errmsg(s->db));
 	return APS_ERR_DB;
@@ -447,7 +482,7 @@ static void add_error(cJSON *o, sqlite3_stmt *st, int code_col, int msg_col)
 
 int store_tenant_create(struct store *s, const char *name, int64_t *id)
 {
-	sqlite3_stmt *st = prepare(s, "INSERT INTO tenants(name, created_at) VALUES(?1, ?2)");
+	sqlite3_stmt *st = sqlstore__prepare(s, "INSERT INTO tenants(name, created_at) VALUES(?1, ?2)");
 	int rc;
 
 	if (!st)
@@ -459,14 +494,14 @@ int store_tenant_create(struct store *s, const char *name, int64_t *id)
 	if (rc == SQLITE_CONSTRAINT_UNIQUE)
 		return APS_ERR_EXISTS;
 	if (rc != SQLITE_DONE)
-		return db_error(s);
+		return sqlstore__db_error(s);
 	*id = sqlite3_last_insert_rowid(s->db);
 	return APS_OK;
 }
 
 int store_tenant_find(struct store *s, const char *name, int64_t *id)
 {
-	sqlite3_stmt *st = prepare(s, "SELECT id FROM tenants WHERE name=?1");
+	sqlite3_stmt *st = sqlstore__prepare(s, "SELECT id FROM tenants WHERE name=?1");
 	int rc;
 
 	if (!st)
@@ -476,7 +511,7 @@ int store_tenant_find(struct store *s, const char *name, int64_t *id)
 	if (rc == SQLITE_ROW)
 		*id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
+	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : sqlstore__db_error(s);
 }
 
 int store_user_token_add(struct store *s, int64_t tenant_id, const char *email, const char *role,
@@ -488,7 +523,7 @@ int store_user_token_add(struct store *s, int64_t tenant_id, const char *email, 
 
 	if (aps_db_begin(s->db))
 		return APS_ERR_DB;
-	st = prepare(s, "INSERT INTO users(tenant_id, email, role, created_at) VALUES(?1,?2,?3,?4) "
+	st = sqlstore__prepare(s, "INSERT INTO users(tenant_id, email, role, created_at) VALUES(?1,?2,?3,?4) "
 			"ON CONFLICT(tenant_id, email) DO UPDATE SET role=excluded.role");
 	if (!st)
 		goto out;
@@ -499,7 +534,7 @@ int store_user_token_add(struct store *s, int64_t tenant_id, const char *email, 
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	sqlite3_finalize(st);
-	st = prepare(s, "SELECT id FROM users WHERE tenant_id=?1 AND email=?2");
+	st = sqlstore__prepare(s, "SELECT id FROM users WHERE tenant_id=?1 AND email=?2");
 	if (!st)
 		goto out;
 	sqlite3_bind_int64(st, 1, tenant_id);
@@ -508,7 +543,7 @@ int store_user_token_add(struct store *s, int64_t tenant_id, const char *email, 
 		goto out;
 	*user_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	st = prepare(s, "INSERT INTO api_tokens(user_id, token_hash, created_at) VALUES(?1,?2,?3)");
+	st = sqlstore__prepare(s, "INSERT INTO api_tokens(user_id, token_hash, created_at) VALUES(?1,?2,?3)");
 	if (!st)
 		goto out;
 	sqlite3_bind_int64(st, 1, *user_id);
@@ -519,7 +554,7 @@ int store_user_token_add(struct store *s, int64_t tenant_id, const char *email, 
 	rc = aps_db_commit(s->db);
 out:
 	if (rc)
-		db_error(s);
+		sqlstore__db_error(s);
 	sqlite3_finalize(st);
 	if (rc)
 		aps_db_rollback(s->db);
@@ -543,7 +578,7 @@ int store_token_auth(struct store *s, const uint8_t token_hash[32], struct store
 		col_text(st, 4, u->tenant, sizeof(u->tenant));
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_AUTH : db_error(s);
+	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_AUTH : sqlstore__db_error(s);
 }
 
 /* ---- enrollment and agents ---- */
@@ -551,7 +586,7 @@ int store_token_auth(struct store *s, const uint8_t token_hash[32], struct store
 int store_code_create(struct store *s, int64_t tenant_id, const char *synctool,
 		      const uint8_t code_hash[32], int64_t expires_at)
 {
-	sqlite3_stmt *st = prepare(s, "INSERT INTO enroll_codes(tenant_id, synctool_name, "
+	sqlite3_stmt *st = sqlstore__prepare(s, "INSERT INTO enroll_codes(tenant_id, synctool_name, "
 				      "code_hash, created_at, expires_at) VALUES(?1,?2,?3,?4,?5)");
 	int rc;
 
@@ -564,7 +599,7 @@ int store_code_create(struct store *s, int64_t tenant_id, const char *synctool,
 	sqlite3_bind_int64(st, 5, expires_at);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }
 
 /* Runs `sql` with ?1=a, ?2=b, ?3=c; if `out` is given, the statement must return
@@ -572,7 +607,7 @@ int store_code_create(struct store *s, int64_t tenant_id, const char *synctool,
 static int exec_bind3(struct store *s, const char *sql, int64_t a, int64_t b, int64_t c,
 		      int64_t *out)
 {
-	sqlite3_stmt *st = prepare(s, sql);
+	sqlite3_stmt *st = sqlstore__prepare(s, sql);
 	int rc;
 
 	if (!st)
@@ -587,12 +622,12 @@ static int exec_bind3(struct store *s, const char *sql, int64_t a, int64_t b, in
 		rc = SQLITE_DONE;
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }
 
-static int exec_bind2(struct store *s, const char *sql, int64_t a, int64_t b)
+int sqlstore__exec_bind2(struct store *s, const char *sql, int64_t a, int64_t b)
 {
-	sqlite3_stmt *st = prepare(s, sql);
+	sqlite3_stmt *st = sqlstore__prepare(s, sql);
 	int rc;
 
 	if (!st)
@@ -601,7 +636,7 @@ static int exec_bind2(struct store *s, const char *sql, int64_t a, int64_t b)
 	sqlite3_bind_int64(st, 2, b);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }
 
 int store_code_redeem(struct store *s, const uint8_t code_hash[32], int64_t now,
@@ -614,7 +649,7 @@ int store_code_redeem(struct store *s, const uint8_t code_hash[32], int64_t now,
 
 	if (aps_db_begin(s->db))
 		return APS_ERR_DB;
-	st = prepare(s, "SELECT id, tenant_id, synctool_name, expires_at, used_at IS NOT NULL "
+	st = sqlstore__prepare(s, "SELECT id, tenant_id, synctool_name, expires_at, used_at IS NOT NULL "
 			"FROM enroll_codes WHERE code_hash=?1");
 	if (!st)
 		goto out;
@@ -641,7 +676,7 @@ int store_code_redeem(struct store *s, const uint8_t code_hash[32], int64_t now,
 	}
 	rc = APS_ERR_DB;
 	/* A live agent of the same name is replaced (reinstall on a new server). */
-	st = prepare(s, "SELECT id FROM agents WHERE tenant_id=?1 AND name=?2 AND revoked_at IS NULL");
+	st = sqlstore__prepare(s, "SELECT id FROM agents WHERE tenant_id=?1 AND name=?2 AND revoked_at IS NULL");
 	if (!st)
 		goto out;
 	sqlite3_bind_int64(st, 1, tenant_id);
@@ -650,11 +685,11 @@ int store_code_redeem(struct store *s, const uint8_t code_hash[32], int64_t now,
 		old_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	st = NULL;
-	if (old_id && exec_bind2(s, "UPDATE agents SET revoked_at=?2, online=0, revoked_reason="
+	if (old_id && sqlstore__exec_bind2(s, "UPDATE agents SET revoked_at=?2, online=0, revoked_reason="
 				    "'replaced by a new enrollment' WHERE id=?1",
 				 old_id, now))
 		goto out;
-	st = prepare(s, "INSERT INTO agents(tenant_id, name, secret_hash, created_at) "
+	st = sqlstore__prepare(s, "INSERT INTO agents(tenant_id, name, secret_hash, created_at) "
 			"VALUES(?1,?2,?3,?4)");
 	if (!st)
 		goto out;
@@ -671,10 +706,10 @@ int store_code_redeem(struct store *s, const uint8_t code_hash[32], int64_t now,
 		       now, code_id, NULL))
 		goto out;
 	if (old_id &&
-	    (exec_bind2(s, "INSERT OR IGNORE INTO entity_agents(entity_id, agent_id, last_hello) "
+	    (sqlstore__exec_bind2(s, "INSERT OR IGNORE INTO entity_agents(entity_id, agent_id, last_hello) "
 			   "SELECT entity_id, ?2, last_hello FROM entity_agents WHERE agent_id=?1",
 			old_id, agent_id) ||
-	     exec_bind2(s, "UPDATE jobs SET agent_id=?2 WHERE agent_id=?1 AND status='queued'", old_id,
+	     sqlstore__exec_bind2(s, "UPDATE jobs SET agent_id=?2 WHERE agent_id=?1 AND status='queued'", old_id,
 			agent_id)))
 		goto out;
 	rc = aps_db_commit(s->db) ? APS_ERR_DB : APS_OK;
@@ -709,13 +744,13 @@ int store_agent_get(struct store *s, int64_t agent_id, struct store_agent *a)
 		a->tx_seq = (uint64_t)sqlite3_column_int64(st, 7);
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
+	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : sqlstore__db_error(s);
 }
 
 int store_agent_revoke(struct store *s, int64_t tenant_id, const char *name, const char *reason,
 		       int64_t now, int64_t *agent_id)
 {
-	sqlite3_stmt *st = prepare(s, "UPDATE agents SET revoked_at=?3, revoked_reason=?4, online=0 "
+	sqlite3_stmt *st = sqlstore__prepare(s, "UPDATE agents SET revoked_at=?3, revoked_reason=?4, online=0 "
 				      "WHERE tenant_id=?1 AND name=?2 AND revoked_at IS NULL "
 				      "RETURNING id");
 	int rc;
@@ -730,7 +765,7 @@ int store_agent_revoke(struct store *s, int64_t tenant_id, const char *name, con
 	if (rc == SQLITE_ROW)
 		*agent_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
+	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : sqlstore__db_error(s);
 }
 
 int store_agent_hello(struct store *s, int64_t agent_id, const struct store_hello *h,
@@ -746,7 +781,7 @@ int store_agent_hello(struct store *s, int64_t agent_id, const struct store_hell
 		return APS_ERR_NOMEM;
 	if (aps_db_begin(s->db))
 		goto out_nobegin;
-	st = prepare(s, "UPDATE agents SET online=1, last_seen=?2, connected_at=?2, version=?3, "
+	st = sqlstore__prepare(s, "UPDATE agents SET online=1, last_seen=?2, connected_at=?2, version=?3, "
 			"os=?4, hostname=?5, erp_product=?6, erp_version=?7, erp_error=?8, "
 			"remote_addr=?9 WHERE id=?1 RETURNING tenant_id");
 	if (!st)
@@ -765,12 +800,12 @@ int store_agent_hello(struct store *s, int64_t agent_id, const struct store_hell
 	tenant_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	st = NULL;
-	ent = prepare(s, "INSERT INTO entities(tenant_id, erp_product, code, name, currency, lists, "
+	ent = sqlstore__prepare(s, "INSERT INTO entities(tenant_id, erp_product, code, name, currency, lists, "
 			 "po_types, created_at, updated_at) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?8) "
 			 "ON CONFLICT(tenant_id, erp_product, code) DO UPDATE SET "
 			 "name=excluded.name, currency=excluded.currency, lists=excluded.lists, "
 			 "po_types=excluded.po_types, updated_at=excluded.updated_at RETURNING id");
-	link = prepare(s, "INSERT INTO entity_agents(entity_id, agent_id, last_hello) "
+	link = sqlstore__prepare(s, "INSERT INTO entity_agents(entity_id, agent_id, last_hello) "
 			  "VALUES(?1,?2,?3) ON CONFLICT DO UPDATE SET last_hello=excluded.last_hello");
 	if (!ent || !link)
 		goto out;
@@ -806,7 +841,7 @@ int store_agent_hello(struct store *s, int64_t agent_id, const struct store_hell
 	rc = APS_OK;
 out:
 	if (rc) {
-		db_error(s);
+		sqlstore__db_error(s);
 		aps_db_rollback(s->db);
 	}
 out_nobegin:
@@ -819,7 +854,7 @@ out_nobegin:
 
 int store_agent_offline(struct store *s, int64_t agent_id, int64_t last_seen)
 {
-	return exec_bind2(s, "UPDATE agents SET online=0, last_seen=?2 WHERE id=?1", agent_id,
+	return sqlstore__exec_bind2(s, "UPDATE agents SET online=0, last_seen=?2 WHERE id=?1", agent_id,
 			  last_seen);
 }
 
@@ -846,10 +881,10 @@ cJSON *store_synctools_list(struct store *s, int64_t tenant_id)
 	sqlite3_stmt *st, *ents;
 	cJSON *arr = cJSON_CreateArray(), *o, *erp, *list, *e;
 
-	st = prepare(s, "SELECT id, name, online, last_seen, version, os, hostname, erp_product, "
+	st = sqlstore__prepare(s, "SELECT id, name, online, last_seen, version, os, hostname, erp_product, "
 			"erp_version, erp_error, created_at, connected_at FROM agents "
 			"WHERE tenant_id=?1 AND revoked_at IS NULL ORDER BY name");
-	ents = prepare(s, "SELECT e.id, e.code, e.name FROM entity_agents l JOIN entities e ON "
+	ents = sqlstore__prepare(s, "SELECT e.id, e.code, e.name FROM entity_agents l JOIN entities e ON "
 			  "e.id=l.entity_id WHERE l.agent_id=?1 ORDER BY e.name");
 	if (!st || !ents || !arr)
 		goto fail;
@@ -896,7 +931,7 @@ fail:
 static void add_estimate(struct store *s, cJSON *o, const char *name, int64_t entity_id,
 			 const char *mode)
 {
-	sqlite3_stmt *st = prepare(s, "SELECT avg(d) FROM (SELECT finished_at-started_at AS d FROM "
+	sqlite3_stmt *st = sqlstore__prepare(s, "SELECT avg(d) FROM (SELECT finished_at-started_at AS d FROM "
 				      "jobs WHERE entity_id=?1 AND mode=?2 AND status='success' "
 				      "ORDER BY id DESC LIMIT 5)");
 
@@ -989,10 +1024,10 @@ static cJSON *entities_query(struct store *s, int64_t tenant_id, int64_t entity_
 	sqlite3_stmt *st, *tools, *last;
 	cJSON *arr = cJSON_CreateArray();
 
-	st = prepare(s, ENTITY_COLS "FROM entities WHERE tenant_id=?1 AND (?2=0 OR id=?2) "
+	st = sqlstore__prepare(s, ENTITY_COLS "FROM entities WHERE tenant_id=?1 AND (?2=0 OR id=?2) "
 				    "ORDER BY name");
-	tools = prepare(s, TOOLS_SQL);
-	last = prepare(s, LAST_SQL);
+	tools = sqlstore__prepare(s, TOOLS_SQL);
+	last = sqlstore__prepare(s, LAST_SQL);
 	if (!st || !tools || !last || !arr) {
 		cJSON_Delete(arr);
 		arr = NULL;
@@ -1028,7 +1063,7 @@ cJSON *store_overview(struct store *s, int64_t tenant_id)
 	sqlite3_stmt *st;
 	cJSON *arr = cJSON_CreateArray(), *o, *job;
 
-	st = prepare(s, "SELECT e.id, e.code, e.name, (SELECT max(j.id) FROM jobs j WHERE "
+	st = sqlstore__prepare(s, "SELECT e.id, e.code, e.name, (SELECT max(j.id) FROM jobs j WHERE "
 			"j.entity_id=e.id) FROM entities e WHERE e.tenant_id=?1 ORDER BY e.name");
 	if (!st || !arr) {
 		cJSON_Delete(arr);
@@ -1056,7 +1091,7 @@ cJSON *store_entity_lists(struct store *s, int64_t tenant_id, int64_t entity_id)
 	sqlite3_stmt *ent, *last_ok = NULL, *latest = NULL, *held = NULL, *est = NULL;
 	cJSON *names = NULL, *arr = NULL, *o, *it, *run;
 
-	ent = prepare(s, "SELECT lists FROM entities WHERE id=?1 AND tenant_id=?2");
+	ent = sqlstore__prepare(s, "SELECT lists FROM entities WHERE id=?1 AND tenant_id=?2");
 	if (!ent)
 		return NULL;
 	sqlite3_bind_int64(ent, 1, entity_id);
@@ -1066,15 +1101,15 @@ cJSON *store_entity_lists(struct store *s, int64_t tenant_id, int64_t entity_id)
 	sqlite3_finalize(ent);
 	if (!names)
 		return NULL;
-	last_ok = prepare(s, "SELECT l.finished_at, l.started_at, j.id FROM job_lists l JOIN jobs j "
+	last_ok = sqlstore__prepare(s, "SELECT l.finished_at, l.started_at, j.id FROM job_lists l JOIN jobs j "
 			     "ON j.id=l.job_id WHERE j.entity_id=?1 AND l.list=?2 AND "
 			     "l.status='success' ORDER BY j.id DESC LIMIT 1");
-	latest = prepare(s, "SELECT j.id, l.status, l.error_code, l.error_message, l.received, "
+	latest = sqlstore__prepare(s, "SELECT j.id, l.status, l.error_code, l.error_message, l.received, "
 			    "l.estimate, j.status FROM job_lists l JOIN jobs j ON j.id=l.job_id "
 			    "WHERE j.entity_id=?1 AND l.list=?2 ORDER BY j.id DESC LIMIT 1");
-	held = prepare(s, "SELECT count(*) FROM items WHERE entity_id=?1 AND list_id=(SELECT id FROM "
+	held = sqlstore__prepare(s, "SELECT count(*) FROM items WHERE entity_id=?1 AND list_id=(SELECT id FROM "
 			  "lists WHERE name=?2) AND deleted=0");
-	est = prepare(s, "SELECT avg(d) FROM (SELECT l.finished_at-l.started_at AS d FROM job_lists "
+	est = sqlstore__prepare(s, "SELECT avg(d) FROM (SELECT l.finished_at-l.started_at AS d FROM job_lists "
 			 "l JOIN jobs j ON j.id=l.job_id WHERE j.entity_id=?1 AND l.list=?2 AND "
 			 "l.status='success' ORDER BY j.id DESC LIMIT 5)");
 	arr = cJSON_CreateArray();
@@ -1160,7 +1195,7 @@ static cJSON *item_object(struct store *s, int64_t cols, const char *data, cJSON
 	if (!*names || *names_id != cols) {
 		cJSON_Delete(*names);
 		*names = NULL;
-		st = prepare(s, "SELECT names FROM columns WHERE id=?1");
+		st = sqlstore__prepare(s, "SELECT names FROM columns WHERE id=?1");
 		if (st) {
 			sqlite3_bind_int64(st, 1, cols);
 			if (sqlite3_step(st) == SQLITE_ROW)
@@ -1194,7 +1229,7 @@ int store_items_page(struct store *s, int64_t tenant_id, int64_t entity_id, cons
 	int n = 0, rc = APS_ERR_DB;
 
 	*out = NULL;
-	st = prepare(s, "SELECT 1 FROM entities WHERE id=?1 AND tenant_id=?2");
+	st = sqlstore__prepare(s, "SELECT 1 FROM entities WHERE id=?1 AND tenant_id=?2");
 	if (!st)
 		return APS_ERR_DB;
 	sqlite3_bind_int64(st, 1, entity_id);
@@ -1221,7 +1256,7 @@ int store_items_page(struct store *s, int64_t tenant_id, int64_t entity_id, cons
 			return APS_ERR_INVAL;
 		snprintf(cur_key, sizeof(cur_key), "%s", colon ? colon + 1 : pg->cursor);
 	}
-	st = prepare(s, pg->changed_since
+	st = sqlstore__prepare(s, pg->changed_since
 			       ? "SELECT key, status, deleted, modified, updated_at, data, cols FROM "
 				 "items WHERE entity_id=?1 AND list_id=(SELECT id FROM lists WHERE "
 				 "name=?2) AND updated_at>=?3 AND "
@@ -1279,7 +1314,7 @@ int store_items_page(struct store *s, int64_t tenant_id, int64_t entity_id, cons
 int store_entity_agent(struct store *s, int64_t tenant_id, int64_t entity_id,
 		       int64_t want_agent, int64_t *agent_id)
 {
-	sqlite3_stmt *st = prepare(s, "SELECT l.agent_id FROM entities e JOIN entity_agents l ON "
+	sqlite3_stmt *st = sqlstore__prepare(s, "SELECT l.agent_id FROM entities e JOIN entity_agents l ON "
 				      "l.entity_id=e.id JOIN agents a ON a.id=l.agent_id "
 				      "WHERE e.id=?1 AND e.tenant_id=?2 AND a.revoked_at IS NULL "
 				      "AND (?3=0 OR a.id=?3) ORDER BY l.last_hello DESC LIMIT 1");
@@ -1294,14 +1329,14 @@ int store_entity_agent(struct store *s, int64_t tenant_id, int64_t entity_id,
 	if (rc == SQLITE_ROW)
 		*agent_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
+	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : sqlstore__db_error(s);
 }
 
 /* ---- jobs ---- */
 
 int store_job_create(struct store *s, const struct store_job_req *r, int64_t now, int64_t *job_id)
 {
-	sqlite3_stmt *st = prepare(s, "INSERT INTO jobs(tenant_id, entity_id, agent_id, mode, lists, "
+	sqlite3_stmt *st = sqlstore__prepare(s, "INSERT INTO jobs(tenant_id, entity_id, agent_id, mode, lists, "
 				      "since, po_enabled, po_since, status, requested_by, created_at) "
 				      "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,'queued',?9,?10)");
 	int rc;
@@ -1321,7 +1356,7 @@ int store_job_create(struct store *s, const struct store_job_req *r, int64_t now
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return db_error(s);
+		return sqlstore__db_error(s);
 	*job_id = sqlite3_last_insert_rowid(s->db);
 	return APS_OK;
 }
@@ -1336,7 +1371,7 @@ cJSON *store_job_get(struct store *s, int64_t tenant_id, int64_t job_id)
 	char sum[17];
 	int i;
 
-	st = prepare(s, "SELECT j.id, j.mode, j.lists, j.since, j.status, j.reason, j.requested_by, "
+	st = sqlstore__prepare(s, "SELECT j.id, j.mode, j.lists, j.since, j.status, j.reason, j.requested_by, "
 			"j.created_at, j.dispatched_at, j.started_at, j.finished_at, j.error_code, "
 			"j.error_message, e.id, e.code, e.name, a.id, a.name "
 			"FROM jobs j JOIN entities e ON e.id=j.entity_id JOIN agents a ON "
@@ -1368,7 +1403,7 @@ cJSON *store_job_get(struct store *s, int64_t tenant_id, int64_t job_id)
 	add_time(o, "finished_at", st, 10);
 	add_duration(o, st, 9, 10);
 	add_error(o, st, 11, 12);
-	ls = prepare(s, "SELECT list, status, estimate, received, inserted, updated, unchanged, "
+	ls = sqlstore__prepare(s, "SELECT list, status, estimate, received, inserted, updated, unchanged, "
 			"deleted, reported, checksum, checksum_agent, started_at, finished_at, "
 			"error_code, error_message FROM job_lists WHERE job_id=?1 ORDER BY started_at, "
 			"list");
@@ -1423,7 +1458,7 @@ cJSON *store_jobs_list(struct store *s, int64_t tenant_id, int64_t entity_id, in
 	sqlite3_stmt *st;
 	cJSON *arr, *o, *e, *t, *tot;
 
-	st = prepare(s, "SELECT j.id, j.mode, j.status, j.reason, j.requested_by, j.created_at, "
+	st = sqlstore__prepare(s, "SELECT j.id, j.mode, j.status, j.reason, j.requested_by, j.created_at, "
 			"j.started_at, j.finished_at, e.id, e.code, e.name, a.id, a.name, "
 			"(SELECT coalesce(sum(received), 0) FROM job_lists WHERE job_id=j.id), "
 			"(SELECT coalesce(sum(inserted), 0) FROM job_lists WHERE job_id=j.id), "
@@ -1472,7 +1507,7 @@ cJSON *store_job_log(struct store *s, int64_t tenant_id, int64_t job_id)
 	sqlite3_stmt *st;
 	cJSON *arr = NULL, *o;
 
-	st = prepare(s, "SELECT l.ts, l.level, l.message FROM job_log l JOIN jobs j ON j.id=l.job_id "
+	st = sqlstore__prepare(s, "SELECT l.ts, l.level, l.message FROM job_log l JOIN jobs j ON j.id=l.job_id "
 			"WHERE l.job_id=?1 AND j.tenant_id=?2 ORDER BY l.id");
 	if (!st)
 		return NULL;
@@ -1505,7 +1540,8 @@ int store_job_log_add(struct store *s, int64_t job_id, int64_t ts, const char *l
 }
 
 /* Appends a message to an agent's outbox with the agent's next seq. */
-static int outbox_add(struct store *s, int64_t agent_id, int type, const char *body, int64_t now)
+int sqlstore__outbox_add(struct store *s, int64_t agent_id, int type, const char *body,
+			 int64_t now)
 {
 	sqlite3_stmt *st;
 	int64_t seq = 0;
@@ -1515,7 +1551,7 @@ static int outbox_add(struct store *s, int64_t agent_id, int type, const char *b
 			0, 0, &seq);
 	if (rc)
 		return rc;
-	st = prepare(s, "INSERT INTO outbox(agent_id, seq, type, body, created_at) "
+	st = sqlstore__prepare(s, "INSERT INTO outbox(agent_id, seq, type, body, created_at) "
 			"VALUES(?1,?2,?3,?4,?5)");
 	if (!st)
 		return APS_ERR_DB;
@@ -1526,11 +1562,11 @@ static int outbox_add(struct store *s, int64_t agent_id, int type, const char *b
 	sqlite3_bind_int64(st, 5, now);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }
 
 /* Adds an optional text column to a JSON object. */
-static void add_opt(cJSON *o, const char *name, sqlite3_stmt *st, int col)
+void sqlstore__add_opt(cJSON *o, const char *name, sqlite3_stmt *st, int col)
 {
 	if (sqlite3_column_type(st, col) == SQLITE_NULL)
 		cJSON_AddNullToObject(o, name);
@@ -1552,7 +1588,7 @@ int store_dispatch(struct store *s, int64_t agent_id, int64_t now, int *n)
 	/* The oldest queued job of each entity that has nothing in progress,
 	 * with the start of the entity's last successful sync: the default
 	 * Sync From of lists the agent has no checkpoint for. */
-	pick = prepare(s, "SELECT j.id, e.code, j.mode, j.lists, j.since, j.po_enabled, "
+	pick = sqlstore__prepare(s, "SELECT j.id, e.code, j.mode, j.lists, j.since, j.po_enabled, "
 			  "j.po_since, (SELECT max(k.started_at) FROM jobs k WHERE "
 			  "k.entity_id=j.entity_id AND k.status='success') FROM jobs j "
 			  "JOIN entities e ON e.id=j.entity_id "
@@ -1573,7 +1609,7 @@ int store_dispatch(struct store *s, int64_t agent_id, int64_t now, int *n)
 		cJSON_AddStringToObject(body, "mode", (const char *)sqlite3_column_text(pick, 2));
 		cJSON_AddItemToObject(body, "lists",
 				      lists ? cJSON_Parse((const char *)lists) : cJSON_CreateNull());
-		add_opt(body, "since", pick, 4);
+		sqlstore__add_opt(body, "since", pick, 4);
 		if (sqlite3_column_type(pick, 7) == SQLITE_NULL)
 			cJSON_AddNullToObject(body, "fallback_since");
 		else
@@ -1581,14 +1617,14 @@ int store_dispatch(struct store *s, int64_t agent_id, int64_t now, int *n)
 						aps_time_iso(sqlite3_column_int64(pick, 7), iso));
 		po = cJSON_AddObjectToObject(body, "po");
 		cJSON_AddBoolToObject(po, "enabled", sqlite3_column_int(pick, 5));
-		add_opt(po, "since", pick, 6);
+		sqlstore__add_opt(po, "since", pick, 6);
 		text = cJSON_PrintUnformatted(body);
 		cJSON_Delete(body);
 		if (!text)
 			goto out;
-		rc = outbox_add(s, agent_id, APSYNC_MSG_SYNC_START, text, now);
+		rc = sqlstore__outbox_add(s, agent_id, APSYNC_MSG_SYNC_START, text, now);
 		cJSON_free(text);
-		if (rc || exec_bind2(s, "UPDATE jobs SET status='dispatched', dispatched_at=?2, "
+		if (rc || sqlstore__exec_bind2(s, "UPDATE jobs SET status='dispatched', dispatched_at=?2, "
 					"reason=NULL, stale=0 WHERE id=?1",
 				     job_id, now) ||
 		    store_job_log_add(s, job_id, now, "info", "sent to the SyncTool")) {
@@ -1615,7 +1651,7 @@ int store_job_result(struct store *s, int64_t job_id, int64_t now)
 	char *text = NULL;
 	int rc = APS_ERR_DB;
 
-	st = prepare(s, "SELECT agent_id, status FROM jobs WHERE id=?1");
+	st = sqlstore__prepare(s, "SELECT agent_id, status FROM jobs WHERE id=?1");
 	if (!st)
 		goto out;
 	sqlite3_bind_int64(st, 1, job_id);
@@ -1628,7 +1664,7 @@ int store_job_result(struct store *s, int64_t job_id, int64_t now)
 	if (!agent_id)
 		goto out;
 	lists = cJSON_AddObjectToObject(body, "lists");
-	st = prepare(s, "SELECT list, status FROM job_lists WHERE job_id=?1");
+	st = sqlstore__prepare(s, "SELECT list, status FROM job_lists WHERE job_id=?1");
 	if (!st)
 		goto out;
 	sqlite3_bind_int64(st, 1, job_id);
@@ -1637,7 +1673,7 @@ int store_job_result(struct store *s, int64_t job_id, int64_t now)
 					(const char *)sqlite3_column_text(st, 1));
 	sqlite3_finalize(st);
 	text = cJSON_PrintUnformatted(body);
-	rc = text ? outbox_add(s, agent_id, APSYNC_MSG_JOB_RESULT, text, now) : APS_ERR_NOMEM;
+	rc = text ? sqlstore__outbox_add(s, agent_id, APSYNC_MSG_JOB_RESULT, text, now) : APS_ERR_NOMEM;
 out:
 	cJSON_free(text);
 	cJSON_Delete(body);
@@ -1649,7 +1685,7 @@ out:
 static int job_end_here(struct store *s, int64_t job_id, const char *status, const char *code,
 			const char *message, int64_t now)
 {
-	sqlite3_stmt *st = prepare(s, "UPDATE jobs SET status=?2, finished_at=?3, error_code=?4, "
+	sqlite3_stmt *st = sqlstore__prepare(s, "UPDATE jobs SET status=?2, finished_at=?3, error_code=?4, "
 				      "error_message=?5, reason=NULL WHERE id=?1");
 	int rc;
 
@@ -1663,8 +1699,8 @@ static int job_end_here(struct store *s, int64_t job_id, const char *status, con
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return db_error(s);
-	st = prepare(s, "UPDATE job_lists SET status=?2, finished_at=?3 WHERE job_id=?1 AND "
+		return sqlstore__db_error(s);
+	st = sqlstore__prepare(s, "UPDATE job_lists SET status=?2, finished_at=?3 WHERE job_id=?1 AND "
 			"status='running'");
 	if (!st)
 		return APS_ERR_DB;
@@ -1674,7 +1710,7 @@ static int job_end_here(struct store *s, int64_t job_id, const char *status, con
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return db_error(s);
+		return sqlstore__db_error(s);
 	rc = store_job_log_add(s, job_id, now, "warn", message);
 	return rc ? rc : store_job_result(s, job_id, now);
 }
@@ -1689,7 +1725,7 @@ int store_job_cancel(struct store *s, int64_t tenant_id, int64_t job_id, const c
 
 	if (aps_db_begin(s->db))
 		return APS_ERR_DB;
-	st = prepare(s, "SELECT tenant_id=?2 FROM jobs WHERE id=?1");
+	st = sqlstore__prepare(s, "SELECT tenant_id=?2 FROM jobs WHERE id=?1");
 	if (!st) {
 		rc = APS_ERR_DB;
 		goto out;
@@ -1711,7 +1747,7 @@ int store_job_cancel(struct store *s, int64_t tenant_id, int64_t job_id, const c
 	*agent_id = ref.agent_id;
 	snprintf(msg, sizeof(msg), "cancelled by %s", by);
 	if (was_queued) /* never sent: nothing to tell the agent */
-		rc = exec_bind2(s, "UPDATE jobs SET status='cancelled', finished_at=?2, reason=NULL "
+		rc = sqlstore__exec_bind2(s, "UPDATE jobs SET status='cancelled', finished_at=?2, reason=NULL "
 				   "WHERE id=?1",
 				job_id, now) ||
 		     store_job_log_add(s, job_id, now, "warn", msg);
@@ -1728,7 +1764,7 @@ out:
 /* A job that waits too long gets its reason, once, in the job and its log. */
 static int mark_stale(struct store *s, int64_t job_id, const char *reason, int64_t now)
 {
-	sqlite3_stmt *up = prepare(s, "UPDATE jobs SET stale=1, reason=?2 WHERE id=?1");
+	sqlite3_stmt *up = sqlstore__prepare(s, "UPDATE jobs SET stale=1, reason=?2 WHERE id=?1");
 	int rc;
 
 	if (!up)
@@ -1738,7 +1774,7 @@ static int mark_stale(struct store *s, int64_t job_id, const char *reason, int64
 	rc = sqlite3_step(up);
 	sqlite3_finalize(up);
 	if (rc != SQLITE_DONE)
-		return db_error(s);
+		return sqlstore__db_error(s);
 	return store_job_log_add(s, job_id, now, "warn", reason);
 }
 
@@ -1755,7 +1791,7 @@ int store_jobs_check(struct store *s, int64_t now, int64_t stale_ms, int64_t tim
 	if (aps_db_begin(s->db))
 		return APS_ERR_DB;
 	/* Jobs in progress whose SyncTool has been gone too long time out. */
-	st = prepare(s, "SELECT j.id, a.id, a.name, coalesce(a.last_seen, 0) FROM jobs j JOIN "
+	st = sqlstore__prepare(s, "SELECT j.id, a.id, a.name, coalesce(a.last_seen, 0) FROM jobs j JOIN "
 			"agents a ON a.id=j.agent_id WHERE j.status IN ('dispatched', 'running') "
 			"AND a.online=0 AND coalesce(a.last_seen, 0) < ?1");
 	if (!st)
@@ -1776,7 +1812,7 @@ int store_jobs_check(struct store *s, int64_t now, int64_t stale_ms, int64_t tim
 	}
 	sqlite3_finalize(st);
 	/* Jobs that have waited too long to start say why. */
-	st = prepare(s, "SELECT j.id, j.status, a.name, a.online, coalesce(a.last_seen, 0), "
+	st = sqlstore__prepare(s, "SELECT j.id, j.status, a.name, a.online, coalesce(a.last_seen, 0), "
 			"(SELECT min(k.id) FROM jobs k WHERE k.entity_id=j.entity_id AND k.id<>j.id "
 			"AND k.status IN ('dispatched', 'running')) FROM jobs j JOIN agents a ON "
 			"a.id=j.agent_id WHERE j.status IN ('queued', 'dispatched') AND j.stale=0 "
@@ -1837,12 +1873,12 @@ int store_outbox_next(struct store *s, int64_t agent_id, uint64_t after_seq, uin
 			rc = SQLITE_NOMEM;
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
+	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : sqlstore__db_error(s);
 }
 
 int store_outbox_ack(struct store *s, int64_t agent_id, uint64_t seq)
 {
-	return exec_bind2(s, "DELETE FROM outbox WHERE agent_id=?1 AND seq<=?2", agent_id,
+	return sqlstore__exec_bind2(s, "DELETE FROM outbox WHERE agent_id=?1 AND seq<=?2", agent_id,
 			  (int64_t)seq);
 }
 
@@ -1875,12 +1911,12 @@ int store_job_ref(struct store *s, int64_t job_id, struct store_job_ref *ref)
 		col_text(st, 3, ref->mode, sizeof(ref->mode));
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
+	return rc == SQLITE_ROW ? APS_OK : rc == SQLITE_DONE ? APS_ERR_NOTFOUND : sqlstore__db_error(s);
 }
 
 int store_job_running(struct store *s, int64_t job_id, int64_t now)
 {
-	return exec_bind2(s, "UPDATE jobs SET status='running', started_at=coalesce(started_at, ?2), "
+	return sqlstore__exec_bind2(s, "UPDATE jobs SET status='running', started_at=coalesce(started_at, ?2), "
 			     "reason=NULL, stale=0 WHERE id=?1 AND status IN ('queued', 'dispatched', "
 			     "'running')",
 			  job_id, now);
@@ -1888,7 +1924,7 @@ int store_job_running(struct store *s, int64_t job_id, int64_t now)
 
 int store_job_reason(struct store *s, int64_t job_id, const char *reason)
 {
-	sqlite3_stmt *st = prepare(s, "UPDATE jobs SET reason=?2 WHERE id=?1");
+	sqlite3_stmt *st = sqlstore__prepare(s, "UPDATE jobs SET reason=?2 WHERE id=?1");
 	int rc;
 
 	if (!st)
@@ -1897,13 +1933,13 @@ int store_job_reason(struct store *s, int64_t job_id, const char *reason)
 	aps_db_bind_text(st, 2, reason);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }
 
 int store_job_list_begin(struct store *s, int64_t job_id, const char *list, int64_t estimate,
 			 int64_t now)
 {
-	sqlite3_stmt *st = prepare(s, "INSERT INTO job_lists(job_id, list, status, estimate, "
+	sqlite3_stmt *st = sqlstore__prepare(s, "INSERT INTO job_lists(job_id, list, status, estimate, "
 				      "started_at) VALUES(?1,?2,'running',?3,?4) ON CONFLICT DO "
 				      "UPDATE SET estimate=excluded.estimate");
 	int rc;
@@ -1919,7 +1955,7 @@ int store_job_list_begin(struct store *s, int64_t job_id, const char *list, int6
 	sqlite3_bind_int64(st, 4, now);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }
 
 struct apply_ctx {
@@ -2024,7 +2060,7 @@ static int apply_ranged(struct store *s, const struct apply_ctx *a, const struct
 	}
 	sqlite3_reset(st);
 	if (rc)
-		db_error(s);
+		sqlstore__db_error(s);
 	return rc;
 }
 
@@ -2059,7 +2095,7 @@ int store_items_apply(struct store *s, int64_t entity_id, const char *list, int6
 			exists = 2; /* held as deleted: back again */
 		sqlite3_reset(get);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return db_error(s);
+			return sqlstore__db_error(s);
 		rc = APS_OK;
 		if (same) {
 			c->unchanged++;
@@ -2091,7 +2127,7 @@ int store_items_delete_keys(struct store *s, int64_t entity_id, const char *list
 		sqlite3_bind_int64(st, 4, job_id);
 		sqlite3_bind_int64(st, 5, a.now);
 		if (aps_db_step_done(st))
-			return db_error(s);
+			return sqlstore__db_error(s);
 		*deleted += sqlite3_changes(s->db);
 	}
 	return APS_OK;
@@ -2107,7 +2143,7 @@ int store_items_delete_after(struct store *s, int64_t entity_id, const char *lis
 	*deleted = 0;
 	if (list_id(s, list, &lid))
 		return APS_ERR_DB;
-	st = prepare(s, "UPDATE items SET deleted=1, last_job=?4, updated_at=?5 "
+	st = sqlstore__prepare(s, "UPDATE items SET deleted=1, last_job=?4, updated_at=?5 "
 			"WHERE entity_id=?1 AND list_id=?2 AND key>?3 AND deleted=0");
 	if (!st)
 		return APS_ERR_DB;
@@ -2119,7 +2155,7 @@ int store_items_delete_after(struct store *s, int64_t entity_id, const char *lis
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return db_error(s);
+		return sqlstore__db_error(s);
 	*deleted = sqlite3_changes(s->db);
 	return APS_OK;
 }
@@ -2141,7 +2177,7 @@ int store_job_list_add(struct store *s, int64_t job_id, const char *list,
 	if (rc == SQLITE_DONE)
 		return APS_ERR_NOTFOUND;
 	if (rc != SQLITE_ROW)
-		return db_error(s);
+		return sqlstore__db_error(s);
 	total += c->checksum; /* modulo 2^64 */
 	sqlite3_bind_int64(st, 1, job_id);
 	sqlite3_bind_text(st, 2, list, -1, SQLITE_STATIC);
@@ -2167,7 +2203,7 @@ int store_job_list_end(struct store *s, int64_t job_id, const char *list, int64_
 	const char *status = "success";
 	int rc;
 
-	st = prepare(s, "SELECT received, checksum FROM job_lists WHERE job_id=?1 AND list=?2");
+	st = sqlstore__prepare(s, "SELECT received, checksum FROM job_lists WHERE job_id=?1 AND list=?2");
 	if (!st)
 		return APS_ERR_DB;
 	sqlite3_bind_int64(st, 1, job_id);
@@ -2179,7 +2215,7 @@ int store_job_list_end(struct store *s, int64_t job_id, const char *list, int64_
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? APS_ERR_NOTFOUND : db_error(s);
+		return rc == SQLITE_DONE ? APS_ERR_NOTFOUND : sqlstore__db_error(s);
 	if (error_code) {
 		status = "failed";
 	} else if (count != received) {
@@ -2198,7 +2234,7 @@ int store_job_list_end(struct store *s, int64_t job_id, const char *list, int64_
 			 checksum ? checksum : "none", ours_hex);
 		error_message = msg;
 	}
-	st = prepare(s, "UPDATE job_lists SET status=?3, reported=?4, checksum_agent=?5, "
+	st = sqlstore__prepare(s, "UPDATE job_lists SET status=?3, reported=?4, checksum_agent=?5, "
 			"finished_at=?6, error_code=?7, error_message=?8 WHERE job_id=?1 AND list=?2");
 	if (!st)
 		return APS_ERR_DB;
@@ -2213,7 +2249,7 @@ int store_job_list_end(struct store *s, int64_t job_id, const char *list, int64_
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return db_error(s);
+		return sqlstore__db_error(s);
 	if (error_code) {
 		char line[512];
 
@@ -2231,7 +2267,7 @@ int store_job_end(struct store *s, int64_t job_id, const char *status, const cha
 	int64_t ok = 0, failed = 0;
 	int rc;
 
-	st = prepare(s, "SELECT count(*) FILTER (WHERE status='success'), count(*) FILTER (WHERE "
+	st = sqlstore__prepare(s, "SELECT count(*) FILTER (WHERE status='success'), count(*) FILTER (WHERE "
 			"status<>'success') FROM job_lists WHERE job_id=?1");
 	if (!st)
 		return APS_ERR_DB;
@@ -2244,7 +2280,7 @@ int store_job_end(struct store *s, int64_t job_id, const char *status, const cha
 	if (!strcmp(status, "success") && failed)
 		status = ok ? "partial" : "failed";
 	snprintf(final, 16, "%s", status);
-	st = prepare(s, "UPDATE jobs SET status=?2, finished_at=?3, error_code=?4, "
+	st = sqlstore__prepare(s, "UPDATE jobs SET status=?2, finished_at=?3, error_code=?4, "
 			"error_message=?5, started_at=coalesce(started_at, ?3) WHERE id=?1");
 	if (!st)
 		return APS_ERR_DB;
@@ -2255,5 +2291,5 @@ int store_job_end(struct store *s, int64_t job_id, const char *status, const cha
 	aps_db_bind_text(st, 5, error_message);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : db_error(s);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }

@@ -261,4 +261,57 @@ int store_job_cancel(struct store *s, int64_t tenant_id, int64_t job_id, const c
 int store_jobs_check(struct store *s, int64_t now, int64_t stale_ms, int64_t timeout_ms,
 		     cJSON **agents);
 
+/* ---- exported documents (documents.c; proto/EXPORTS.md) ---- */
+
+struct store_doc {
+	int64_t tenant_id, entity_id, agent_id;
+	const char *type;        /* invoice, payment */
+	const char *vendor;
+	const char *natural_key; /* the invoice number or payment reference */
+	const char *body;        /* the document, JSON */
+	const char *amount;
+	const char *status;      /* on_hold, blocked or queued */
+	const char *reason;
+	const char *created_by;
+};
+/* APS_ERR_EXISTS (and *id) when the natural key was exported before. */
+int store_doc_create(struct store *s, const struct store_doc *d, int64_t now, int64_t *id);
+cJSON *store_doc_get(struct store *s, int64_t tenant_id, int64_t id);
+/* Newest first; entity 0, status and type NULL: any; before 0: from the newest. */
+cJSON *store_docs_list(struct store *s, int64_t tenant_id, int64_t entity_id, const char *status,
+		       const char *type, int64_t before, int limit);
+/* On hold or blocked documents (with their bodies and tenant), to check
+ * again; tenant or entity 0: any. */
+cJSON *store_docs_waiting(struct store *s, int64_t tenant_id, int64_t entity_id);
+int store_doc_status(struct store *s, int64_t id, const char *status, const char *reason,
+		     int64_t now);
+/* A failed or uncertain document goes out again; APS_ERR_CONFLICT otherwise. */
+int store_doc_retry(struct store *s, int64_t tenant_id, int64_t id, int64_t now,
+		    int64_t *agent_id);
+/* Posted in the ERP by hand: success, marked so; APS_ERR_CONFLICT if it is
+ * in progress or already succeeded. */
+int store_doc_mark_exported(struct store *s, int64_t tenant_id, int64_t id, const char *erp_id,
+			    const char *by, int64_t now);
+/* Queued documents of an agent (and failed ones due for a retry) into its
+ * outbox as EXPORT messages. */
+int store_docs_dispatch(struct store *s, int64_t agent_id, int64_t now, int *n);
+/* The agents that have failed documents due for a retry. */
+int store_docs_due(struct store *s, int64_t now, cJSON **agents);
+/* Applies an agent's EXPORT_RESULT. */
+int store_doc_result(struct store *s, int64_t agent_id, const cJSON *body, int64_t now,
+		     int64_t retry_base_ms, char *why, size_t whylen);
+/* A synced item's status ("active", "inactive", "deleted"); APS_ERR_NOTFOUND. */
+int store_item_state(struct store *s, int64_t entity_id, const char *list, const char *key,
+		     char *status, size_t len);
+/* 1 if any item of the list was ever synced for the entity. */
+int store_list_synced(struct store *s, int64_t entity_id, const char *list);
+int store_idem_get(struct store *s, int64_t tenant_id, const char *key, char hash[65],
+		   int *status, char **response);
+int store_idem_put(struct store *s, int64_t tenant_id, const char *key, const char *hash,
+		   int status, const char *response, int64_t now);
+cJSON *store_rules_list(struct store *s, int64_t tenant_id);
+int store_rule_add(struct store *s, int64_t tenant_id, const char *kind, const char *value,
+		   const char *by, int64_t now, int64_t *id);
+int store_rule_delete(struct store *s, int64_t tenant_id, int64_t id);
+
 #endif
