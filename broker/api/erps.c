@@ -43,13 +43,20 @@ static const struct erp_row erps[] = {
 	{"gnucash", "GnuCash 4.13", 0, "its SQLite book", NULL,
 	 "bank_accounts,gl_accounts,tax_codes,vendors", "invoice,payment", ERP_NOT_YET,
 	 "no change times: change detection by row hashes; not built yet"},
-	{"sage100", "Sage 100", 0, "ProvideX ODBC driver (read-only)", NULL, ALL_LISTS,
-	 "invoice,payment", ERP_NOT_YET,
-	 "writes go through Business Object Interface or Visual Integrator imports"},
-	{"gp", "Microsoft Dynamics GP", 0, "SQL Server through ODBC", NULL, ALL_LISTS,
-	 "invoice,payment", ERP_NOT_YET, "writes go through eConnect (taPMTransactionInsert)"},
-	{"sage300", "Sage 300", 0, "SQL Server through ODBC", NULL, ALL_LISTS, "invoice,payment",
-	 ERP_NOT_YET, "writes go through the AP invoice batch views (AP0020/21/22)"},
+	{"sage100", "Sage 100", 0, "ProvideX ODBC driver (read-only)", "odbc:sage100", ALL_LISTS,
+	 "", ERP_PROFILE,
+	 "reads: a mapping profile tested on schema-faithful fixtures; writes (Visual Integrator "
+	 "or Business Object Interface) not yet"},
+	{"gp", "Microsoft Dynamics GP", 0, "SQL Server through ODBC", "odbc:gp",
+	 "bank_accounts,divisions,gl_accounts,items,tax_codes,units,vendors,warehouses,"
+	 "purchase_orders,receivings",
+	 "", ERP_PROFILE,
+	 "reads: a mapping profile tested on schema-faithful fixtures; writes (eConnect "
+	 "taPMTransactionInsert) not yet"},
+	{"sage300", "Sage 300", 0, "SQL Server through ODBC", "odbc:sage300", ALL_LISTS, "",
+	 ERP_PROFILE,
+	 "reads: a mapping profile tested on schema-faithful fixtures; writes (AP invoice batch "
+	 "views) not yet"},
 	{"sage50ca", "Sage 50 CA", 0, "its MySQL database through ODBC", NULL, MASTER_LISTS,
 	 "invoice,payment", ERP_NOT_YET, NULL},
 	{"sage50us", "Sage 50 US", 0, "Actian Zen (Pervasive) ODBC driver", NULL, MASTER_LISTS,
