@@ -152,5 +152,6 @@ extern const struct erp_ops erp_demo_ops;
 extern const struct erp_ops erp_tryton_ops; /* tryton.c */
 extern const struct erp_ops erp_odbc_ops;   /* sqlmap.c */
 extern const struct erp_ops erp_sqlite_ops; /* sqlmap.c */
+extern const struct erp_ops erp_gnucash_ops; /* gnucash.c */
 
 #endif

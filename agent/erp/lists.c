@@ -60,6 +60,7 @@ static const struct erp_ops *const connectors[] = {
 	&erp_tryton_ops,
 	&erp_odbc_ops,
 	&erp_sqlite_ops,
+	&erp_gnucash_ops,
 	NULL,
 };
 
@@ -83,6 +84,6 @@ int erp_open(const char *spec, const struct erp_settings *cfg, const struct erp_
 			return connectors[i]->open(colon + 1, cfg, out, err, errlen);
 		}
 	}
-	snprintf(err, errlen, "no connector for ERP scheme \"%.*s\" (known: demo, tryton, odbc, sqlite)", (int)len, spec);
+	snprintf(err, errlen, "no connector for ERP scheme \"%.*s\" (known: demo, tryton, odbc, sqlite, gnucash)", (int)len, spec);
 	return APS_ERR_INVAL;
 }

@@ -40,9 +40,10 @@ static const struct erp_row erps[] = {
 	 "bank_accounts,divisions,gl_accounts,items,tax_codes,units,vendors,warehouses,"
 	 "purchase_orders,receivings",
 	 "invoice,payment", ERP_NOT_YET, "reads in progress; writes through JSON-RPC not built yet"},
-	{"gnucash", "GnuCash 4.13", 0, "its SQLite book", NULL,
-	 "bank_accounts,gl_accounts,tax_codes,vendors", "invoice,payment", ERP_NOT_YET,
-	 "no change times: change detection by row hashes; not built yet"},
+	{"gnucash", "GnuCash 4.13", 0, "its SQLite book", "gnucash",
+	 "bank_accounts,gl_accounts,tax_codes,vendors", "invoice,payment", ERP_TESTED,
+	 "no change times: partial syncs compare row hashes; bills and payments written by SQL "
+	 "as GnuCash writes them, checked with GnuCash's own engine"},
 	{"sage100", "Sage 100", 0, "ProvideX ODBC driver (read-only)", "odbc:sage100", ALL_LISTS,
 	 "", ERP_PROFILE,
 	 "reads: a mapping profile tested on schema-faithful fixtures; writes (Visual Integrator "
