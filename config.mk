@@ -18,5 +18,5 @@ PROFILE_DIR ?= $(CURDIR)/agent/erp/profiles
 
 # Libraries, all found through pkg-config.
 APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd
-# The agent alone reaches ERPs through unixODBC.
-AGENT_PKGS = odbc
+# The agent alone reaches ERPs: unixODBC for SQL databases, libcurl for ERP web APIs.
+AGENT_PKGS = odbc libcurl

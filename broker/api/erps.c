@@ -39,7 +39,9 @@ static const struct erp_row erps[] = {
 	{"tryton", "Tryton 6.0", 0, "SQL on its database; JSON-RPC for writes", "tryton",
 	 "bank_accounts,divisions,gl_accounts,items,tax_codes,units,vendors,warehouses,"
 	 "purchase_orders,receivings",
-	 "invoice,payment", ERP_NOT_YET, "reads in progress; writes through JSON-RPC not built yet"},
+	 "invoice,payment", ERP_TESTED,
+	 "tested against a real trytond: reads by SQL (SQLite dialect; PostgreSQL not yet), "
+	 "supplier invoices and payments through Tryton's own JSON-RPC"},
 	{"gnucash", "GnuCash 4.13", 0, "its SQLite book", "gnucash",
 	 "bank_accounts,gl_accounts,tax_codes,vendors", "invoice,payment", ERP_TESTED,
 	 "no change times: partial syncs compare row hashes; bills and payments written by SQL "
