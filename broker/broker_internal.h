@@ -82,6 +82,7 @@ struct ingest_item {
 	uint64_t seq;
 	int type;
 	struct aps_buf raw;           /* the frame as received, header checked; owned */
+	struct ingest_prep *prep;     /* decoded by the store's prep thread; owned */
 };
 
 int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errlen);

@@ -1,5 +1,8 @@
 /*
- * The store writer: one thread with its own store connection that applies the
+ * The store writer, in two stages. The prep thread decodes each queued frame
+ * (inflate, parse) and, for a BATCH, computes its rows' keys, hashes and
+ * stored text: work that needs no store, done beside the writer. The writer:
+ * one thread with its own store connection that applies the
  * agents' sequenced messages in order. It takes whatever is queued, applies
  * it in one transaction (each message in its own savepoint, so one agent's
  * bad message undoes nothing of another's), records each agent's last
@@ -24,6 +27,28 @@
 
 /* At most this many messages per transaction. */
 #define GROUP_MAX 64
+/* Decoded frames waiting for the writer (each may hold a batch's tree). */
+#define READY_MAX 3
+
+/* A frame as the prep thread leaves it for the writer: its tree and, for a
+ * BATCH, its rows ready to store. Everything lives in its own arena, freed
+ * with it. */
+struct ingest_prep {
+	struct aps_arena arena;
+	int rc;                 /* decoding failed: why says so */
+	char why[240];
+	struct aps_frame f;
+	/* BATCH */
+	int batch_rc;           /* the batch is malformed: why says so */
+	struct aps_batch b;
+	int ranged;
+	const char *after;
+	struct store_row *rows;
+	int n;
+	char *cols;
+	uint64_t checksum;
+	struct aps_buf text;    /* the rows' stored texts (malloc) */
+};
 
 struct done {
 	struct done *next;
@@ -45,17 +70,19 @@ struct ingest {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct ingest_item *head, *tail;
+	struct ingest_item *head, *tail;     /* received, for the prep thread */
+	struct ingest_item *ready, *ready_tail; /* decoded, for the writer */
+	int nready;
 	size_t queued_bytes;
 	struct done *done_head, *done_tail;
 	int stop;
-	int started;
+	int started, prep_started;
+	pthread_t prep_thread;
+	/* prep thread only */
+	struct aps_codec codec;
+	struct aps_hasher hasher;
 	/* writer thread only */
 	struct store *store;
-	struct aps_codec codec;
-	struct aps_arena arena;       /* the group's decoded trees */
-	struct aps_hasher hasher;
-	struct aps_buf row;
 	struct rx_entry *rx;
 	size_t nrx, caprx;
 };
@@ -153,97 +180,104 @@ static int row_json(struct aps_buf *out, const struct aps_batch *b, const cJSON 
 	return rc ? rc : aps_buf_append(out, "]", 1);
 }
 
-static int apply_batch(struct ingest *in, const struct ingest_item *it, const struct aps_frame *f,
-		       char *why, size_t whylen)
+/* Prep thread: a BATCH's rows, keys, hashes and texts, from its tree. */
+static int prepare_batch(struct ingest *in, struct ingest_prep *p, char *why, size_t whylen)
 {
-	struct store_list_counts counts = {0};
-	struct store_job_ref ref;
-	struct aps_batch b;
-	struct aps_batch_iter iter;
 	const cJSON *vals[APSYNC_MAX_COLUMNS], *after;
-	struct store_row *rows = NULL;
-	size_t *offs = NULL;
+	struct aps_batch_iter iter;
+	struct aps_batch *b = &p->b;
+	size_t *offs;
 	const char *prev;
-	char *cols;
-	int status_col = -1, modified_col = -1, i, n = 0, rc, ranged;
+	int status_col = -1, modified_col = -1, i, rc;
 
-	rc = aps_batch_parse(f->body, &b, why, whylen);
+	rc = aps_batch_parse(p->f.body, b, why, whylen);
 	if (rc)
-		return rc;
-	rc = job_check(in, it, f->type, b.job, &ref, why, whylen);
-	if (rc || !job_active(&ref))
 		return rc;
 	/* A full read names the key its batch starts after: the batch then covers
 	 * a whole key range, and keys missing from it were deleted in the ERP. */
-	after = cJSON_GetObjectItemCaseSensitive(f->body, "after");
-	ranged = after != NULL;
-	if (ranged && (strcmp(ref.mode, "full") || !(cJSON_IsNull(after) || cJSON_IsString(after)))) {
-		WHY("BATCH \"after\" belongs to full syncs and is a key or null");
+	after = cJSON_GetObjectItemCaseSensitive(p->f.body, "after");
+	p->ranged = after != NULL;
+	if (p->ranged && !(cJSON_IsNull(after) || cJSON_IsString(after))) {
+		WHY("BATCH \"after\" is a key or null");
 		return APS_ERR_MESSAGE;
 	}
-	for (i = 0; i < b.ncols; i++) {
-		if (!strcmp(b.cols[i], "status"))
+	p->after = p->ranged && cJSON_IsString(after) ? after->valuestring : NULL;
+	for (i = 0; i < b->ncols; i++) {
+		if (!strcmp(b->cols[i], "status"))
 			status_col = i;
-		else if (!strcmp(b.cols[i], "modified_at"))
+		else if (!strcmp(b->cols[i], "modified_at"))
 			modified_col = i;
 	}
-	rows = calloc((size_t)b.nrows, sizeof(*rows));
-	offs = calloc((size_t)b.nrows, sizeof(*offs));
-	if (!rows || !offs) {
-		rc = APS_ERR_NOMEM;
-		goto out;
-	}
-	in->row.len = 0;
-	prev = ranged && cJSON_IsString(after) ? after->valuestring : NULL;
-	aps_batch_iter_init(&iter, &b);
+	p->rows = aps_arena_alloc(&p->arena, (size_t)b->nrows * sizeof(*p->rows));
+	offs = aps_arena_alloc(&p->arena, (size_t)b->nrows * sizeof(*offs));
+	if (!p->rows || !offs || aps_buf_reserve(&p->text, 65536))
+		return APS_ERR_NOMEM;
+	prev = p->after;
+	aps_batch_iter_init(&iter, b);
 	while (aps_batch_iter_next(&iter, vals)) {
-		struct store_row *r = &rows[n];
+		struct store_row *r = &p->rows[p->n];
 
-		r->key = vals[b.key_col]->valuestring;
-		if (ranged && prev && strcmp(prev, r->key) >= 0) {
+		memset(r, 0, sizeof(*r));
+		r->key = vals[b->key_col]->valuestring;
+		if (p->ranged && prev && strcmp(prev, r->key) >= 0) {
 			WHY("BATCH of a full read: key \"%.60s\" does not follow \"%.60s\" in "
 			    "byte order",
 			    r->key, prev);
-			rc = APS_ERR_MESSAGE;
-			goto out;
+			return APS_ERR_MESSAGE;
 		}
 		prev = r->key;
-		r->hash = aps_row_hash(&in->hasher, vals, b.ncols);
+		r->hash = aps_row_hash(&in->hasher, vals, b->ncols);
 		r->status = status_col >= 0 && cJSON_IsString(vals[status_col])
 				    ? vals[status_col]->valuestring
 				    : NULL;
 		r->modified = modified_col >= 0 && cJSON_IsString(vals[modified_col])
 				      ? vals[modified_col]->valuestring
 				      : NULL;
-		offs[n] = in->row.len;
-		rc = row_json(&in->row, &b, vals);
+		offs[p->n] = p->text.len;
+		rc = row_json(&p->text, b, vals);
 		if (rc)
-			goto out;
-		r->data_len = in->row.len - offs[n];
-		counts.checksum += r->hash;
-		n++;
+			return rc;
+		r->data_len = p->text.len - offs[p->n];
+		p->checksum += r->hash;
+		p->n++;
 	}
 	/* The rows' texts live in one buffer that may have moved while growing. */
-	for (i = 0; i < n; i++)
-		rows[i].data = (const char *)in->row.data + offs[i];
-	counts.received = n;
-	cols = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(f->body, "cols"));
-	if (!cols) {
-		rc = APS_ERR_NOMEM;
-		goto out;
+	for (i = 0; i < p->n; i++)
+		p->rows[i].data = (const char *)p->text.data + offs[i];
+	p->cols = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(p->f.body, "cols"));
+	return p->cols ? APS_OK : APS_ERR_NOMEM;
+}
+
+/* Writer: stores a prepared BATCH. */
+static int apply_batch(struct ingest *in, const struct ingest_item *it, char *why, size_t whylen)
+{
+	struct ingest_prep *p = it->prep;
+	struct store_list_counts counts = {0};
+	struct store_job_ref ref;
+	int rc;
+
+	if (p->batch_rc) {
+		snprintf(why, whylen, "%s", p->why);
+		return p->batch_rc;
 	}
-	rc = store_items_apply(in->store, ref.entity_id, b.list, b.job, cols, rows, n, ranged,
-			       ranged && cJSON_IsString(after) ? after->valuestring : NULL, &counts);
-	cJSON_free(cols);
+	rc = job_check(in, it, p->f.type, p->b.job, &ref, why, whylen);
+	if (rc || !job_active(&ref))
+		return rc;
+	if (p->ranged && strcmp(ref.mode, "full")) {
+		WHY("BATCH \"after\" belongs to full syncs");
+		return APS_ERR_MESSAGE;
+	}
+	counts.received = p->n;
+	counts.checksum = p->checksum;
+	rc = store_items_apply(in->store, ref.entity_id, p->b.list, p->b.job, p->cols, p->rows, p->n,
+			       p->ranged, p->after, &counts);
 	if (!rc)
-		rc = store_job_list_add(in->store, b.job, b.list, &counts);
+		rc = store_job_list_add(in->store, p->b.job, p->b.list, &counts);
 	if (rc == APS_ERR_NOTFOUND) {
-		WHY("BATCH for list %s of job %lld before its LIST_BEGIN", b.list, (long long)b.job);
+		WHY("BATCH for list %s of job %lld before its LIST_BEGIN", p->b.list,
+		    (long long)p->b.job);
 		rc = APS_ERR_MESSAGE;
 	}
-out:
-	free(rows);
-	free(offs);
 	return rc;
 }
 
@@ -299,7 +333,7 @@ static int apply(struct ingest *in, const struct ingest_item *it, const struct a
 	int rc;
 
 	if (f->type == APSYNC_MSG_BATCH)
-		return apply_batch(in, it, f, why, whylen);
+		return apply_batch(in, it, why, whylen);
 	if (f->type == APSYNC_MSG_EXPORT_RESULT)
 		return store_doc_result(in->store, it->agent_id, body, now,
 					in->b->opts->export_retry * 1000, why, whylen);
@@ -451,7 +485,6 @@ static void apply_group(struct ingest *in, struct ingest_item *group)
 {
 	struct done *results = NULL, *d, *next;
 	struct ingest_item *it;
-	struct aps_frame f;
 	struct rx_entry *rx;
 	char why[240];
 	int rc, ended;
@@ -472,11 +505,10 @@ static void apply_group(struct ingest *in, struct ingest_item *group)
 			continue; /* this agent failed earlier in the group, or a replay */
 		ended = 0;
 		why[0] = '\0';
-		rc = aps_frame_decode(&in->codec, it->raw.data, it->raw.len, &f, why, sizeof(why));
-		if (rc) {
-			d->err = rc;
+		if (it->prep->rc) {
+			d->err = it->prep->rc;
 			snprintf(d->why, sizeof(d->why), "%s seq %llu: %.200s", aps_msg_name(it->type),
-				 (unsigned long long)it->seq, why);
+				 (unsigned long long)it->seq, it->prep->why);
 			continue;
 		}
 		if (store_savepoint(in->store)) {
@@ -484,11 +516,12 @@ static void apply_group(struct ingest *in, struct ingest_item *group)
 			rc = APS_ERR_INTERNAL;
 			goto failed;
 		}
-		rc = apply(in, it, &f, &ended, why, sizeof(why));
+		/* Anything the store or cJSON allocates for this frame goes with it. */
+		aps_arena_use(&it->prep->arena);
+		rc = apply(in, it, &it->prep->f, &ended, why, sizeof(why));
+		aps_arena_use(NULL);
 		if (!rc)
 			rc = store_agent_rx_set(in->store, it->agent_id, it->seq);
-		aps_frame_clear(&f);
-		aps_arena_reset(&in->arena); /* this frame's trees: memory for one frame */
 		if (rc) {
 			store_savepoint_rollback(in->store);
 			d->err = rc == APS_ERR_DB || rc == APS_ERR_NOMEM ? APS_ERR_INTERNAL : rc;
@@ -537,6 +570,80 @@ failed:
 	}
 }
 
+static void prep_free(struct ingest_prep *p)
+{
+	if (!p)
+		return;
+	aps_arena_free(&p->arena);
+	aps_buf_free(&p->text);
+	free(p);
+}
+
+static void item_free(struct ingest_item *it)
+{
+	prep_free(it->prep);
+	aps_buf_free(&it->raw);
+	free(it);
+}
+
+/* Prep thread: decodes one frame into its own arena. */
+static struct ingest_prep *prepare(struct ingest *in, const struct ingest_item *it)
+{
+	struct ingest_prep *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	aps_arena_use(&p->arena);
+	p->rc = aps_frame_decode(&in->codec, it->raw.data, it->raw.len, &p->f, p->why,
+				 sizeof(p->why));
+	if (!p->rc && p->f.type == APSYNC_MSG_BATCH)
+		p->batch_rc = prepare_batch(in, p, p->why, sizeof(p->why));
+	aps_arena_use(NULL);
+	return p;
+}
+
+static void *prep_main(void *arg)
+{
+	struct ingest *in = arg;
+	struct ingest_item *it;
+
+	for (;;) {
+		pthread_mutex_lock(&in->mu);
+		while (!in->stop && (!in->head || in->nready >= READY_MAX))
+			pthread_cond_wait(&in->cv, &in->mu);
+		if (in->stop) {
+			pthread_mutex_unlock(&in->mu);
+			break;
+		}
+		it = in->head;
+		in->head = it->next;
+		if (!in->head)
+			in->tail = NULL;
+		it->next = NULL;
+		pthread_mutex_unlock(&in->mu);
+
+		it->prep = prepare(in, it);
+		if (!it->prep) {
+			/* Out of memory: a prep that only says so; the agent resends. */
+			it->prep = calloc(1, sizeof(*it->prep));
+			if (it->prep) {
+				it->prep->rc = APS_ERR_INTERNAL;
+				snprintf(it->prep->why, sizeof(it->prep->why), "out of memory");
+			}
+		}
+		pthread_mutex_lock(&in->mu);
+		if (in->ready_tail)
+			in->ready_tail->next = it;
+		else
+			in->ready = it;
+		in->ready_tail = it;
+		in->nready++;
+		pthread_cond_broadcast(&in->cv);
+		pthread_mutex_unlock(&in->mu);
+	}
+	return NULL;
+}
+
 static void *writer_main(void *arg)
 {
 	struct ingest *in = arg;
@@ -546,37 +653,43 @@ static void *writer_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&in->mu);
-		while (!in->head && !in->stop)
+		while (!in->ready && !in->stop)
 			pthread_cond_wait(&in->cv, &in->mu);
-		if (!in->head) {
+		if (!in->ready) {
 			pthread_mutex_unlock(&in->mu);
 			break;
 		}
-		group = last = in->head;
+		group = last = in->ready;
 		bytes = group->raw.len;
 		for (n = 1; last->next && n < GROUP_MAX; n++) {
 			last = last->next;
 			bytes += last->raw.len;
 		}
-		in->head = last->next;
-		if (!in->head)
-			in->tail = NULL;
+		in->ready = last->next;
+		if (!in->ready)
+			in->ready_tail = NULL;
+		in->nready -= n;
 		last->next = NULL;
+		pthread_cond_broadcast(&in->cv); /* room for the prep thread */
 		pthread_mutex_unlock(&in->mu);
 
-		/* Decoded trees live in the arena, reset after each frame. */
-		aps_arena_use(&in->arena);
+		for (it = group; it; it = it->next)
+			if (!it->prep)
+				break;
+		if (it) {
+			/* a prep that could not even be allocated */
+			for (it = group; it; it = it->next)
+				if (!it->prep && (it->prep = calloc(1, sizeof(*it->prep))))
+					it->prep->rc = APS_ERR_INTERNAL;
+		}
 		apply_group(in, group);
-		aps_arena_use(NULL);
-		aps_arena_reset(&in->arena);
 
 		pthread_mutex_lock(&in->mu);
 		in->queued_bytes -= bytes;
 		pthread_mutex_unlock(&in->mu);
 		while (group) {
 			it = group->next;
-			aps_buf_free(&group->raw);
-			free(group);
+			item_free(group);
 			group = it;
 		}
 		lws_cancel_service(in->b->ctx);
@@ -599,7 +712,7 @@ int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errle
 	rc = store_open(b->opts->data, &in->store, err, errlen);
 	if (rc)
 		goto fail;
-	if (aps_hasher_init(&in->hasher) || aps_buf_reserve(&in->row, 65536)) {
+	if (aps_hasher_init(&in->hasher)) {
 		rc = APS_ERR_NOMEM;
 		goto fail;
 	}
@@ -609,6 +722,12 @@ int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errle
 		goto fail;
 	}
 	in->started = 1;
+	if (pthread_create(&in->prep_thread, NULL, prep_main, in)) {
+		snprintf(err, errlen, "cannot start the store's prep thread");
+		rc = APS_ERR_INTERNAL;
+		goto fail;
+	}
+	in->prep_started = 1;
 	*out = in;
 	return APS_OK;
 fail:
@@ -622,12 +741,22 @@ void ingest__stop(struct ingest *in)
 
 	if (!in)
 		return;
-	if (in->started) {
+	if (in->started || in->prep_started) {
 		pthread_mutex_lock(&in->mu);
 		in->stop = 1;
-		pthread_cond_signal(&in->cv);
+		pthread_cond_broadcast(&in->cv);
 		pthread_mutex_unlock(&in->mu);
-		pthread_join(in->thread, NULL);
+		if (in->prep_started)
+			pthread_join(in->prep_thread, NULL);
+		/* the writer applies what is decoded already, then stops */
+		if (in->started)
+			pthread_join(in->thread, NULL);
+	}
+	while (in->head) {
+		struct ingest_item *it = in->head;
+
+		in->head = it->next;
+		item_free(it);
 	}
 	while ((d = in->done_head)) {
 		in->done_head = d->next;
@@ -635,9 +764,7 @@ void ingest__stop(struct ingest *in)
 	}
 	store_close(in->store);
 	aps_codec_free(&in->codec);
-	aps_arena_free(&in->arena);
 	aps_hasher_free(&in->hasher);
-	aps_buf_free(&in->row);
 	free(in->rx);
 	pthread_mutex_destroy(&in->mu);
 	pthread_cond_destroy(&in->cv);
@@ -654,7 +781,7 @@ void ingest__push(struct ingest *in, struct ingest_item *it)
 		in->head = it;
 	in->tail = it;
 	in->queued_bytes += it->raw.len;
-	pthread_cond_signal(&in->cv);
+	pthread_cond_broadcast(&in->cv);
 	pthread_mutex_unlock(&in->mu);
 }
 
