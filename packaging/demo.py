@@ -61,10 +61,11 @@ def admin(*args, check=True):
     return p
 
 
-def api(method, path, body=None, token=None):
+def api(method, path, body=None, token=None, headers=None):
     ctx = ssl.create_default_context(cafile=CERT)
     c = http.client.HTTPSConnection("127.0.0.1", PORT, context=ctx, timeout=10)
     h = {"Authorization": "Bearer " + token} if token else {}
+    h.update(headers or {})
     c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
     r = c.getresponse()
     data = json.loads(r.read() or b"null")
@@ -89,6 +90,39 @@ def start(args, log):
     p = subprocess.Popen(args, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     procs.append(p)
     return p
+
+
+def first_active(entity, list_name, token):
+    s, page = api("GET", "/api/v1/entities/%d/lists/%s?status=active&limit=1" % (
+        entity["id"], list_name), token=token)
+    return page["items"][0]["key"] if s == 200 and page["items"] else None
+
+
+def export_invoice(entity, token):
+    """One vendor invoice into the demo ERP, exactly once: a second run of the
+    demo replays the same request (same Idempotency-Key) and nothing is
+    written twice."""
+    vendor = first_active(entity, "vendors", token)
+    account = first_active(entity, "gl_accounts", token)
+    if not vendor or not account:
+        return
+    doc = {"type": "invoice", "vendor": vendor, "number": "DEMO-0001", "date": "2024-05-01",
+           "lines": [{"gl_account": account, "description": "Office supplies",
+                      "quantity": "3", "unit_price": "12.50"}]}
+    s, res = api("POST", "/api/v1/entities/%d/exports" % entity["id"], {"documents": [doc]},
+                 token, {"Idempotency-Key": "demo-invoice-0001"})
+    if s not in (200, 201):
+        say("export of invoice DEMO-0001 refused: %s" % res)
+        return
+    doc_id = res["documents"][0]["id"]
+    d = wait("invoice DEMO-0001", lambda: (lambda d: d if d["status"] not in (
+        "queued", "in_progress") else None)(
+        api("GET", "/api/v1/documents/%d" % doc_id, token=token)[1]), 60)
+    erp = d.get("erp") or {}
+    print("\n  invoice DEMO-0001 of vendor %s exported to %s: %s%s" % (
+        vendor, entity["code"], d["status"].upper(),
+        " as %s (%s)" % (erp.get("number"), erp.get("state")) if erp else
+        " - " + (d.get("reason") or "")))
 
 
 def main():
@@ -175,6 +209,8 @@ def main():
                 l["list"], c["read"], c["inserted"], c["updated"], c["unchanged"], ok,
                 "  " + l["error"]["message"] if l["error"] else ""))
         print("  totals: %s" % json.dumps(job["totals"]))
+
+    export_invoice(entities[0], token)
 
     print()
     say("web page:   https://127.0.0.1:%d/  (self-signed certificate: %s)" % (PORT, CERT))
