@@ -61,6 +61,7 @@ enum kind {
 	K_CURRENCY, /* the company's currency */
 	K_PO_LINES, /* the PO number → its lines as a JSON array */
 	K_RC_LINES, /* the receipt number → its lines as a JSON array */
+	K_PAY_LINES, /* the payment number → the invoices it pays as a JSON array */
 };
 
 struct col {
@@ -153,6 +154,22 @@ static const struct col receipt_cols[] = {
     TS("t.modified_at"),
 };
 
+static const struct code_map pay_status_map[] = {{"P", "posted"}, {"V", "void"}, {NULL, NULL}};
+static const struct col payment_cols[] = {
+    TXT("t.payment_no"),
+    TXT("t.vendor_no"),
+    TXT("t.reference"),
+    TXT("t.payment_date"),
+    TXT("t.bank_code"),
+    TXT("t.method"),
+    TXT("t.amount"),
+    {"NULL", K_CURRENCY, NULL},
+    {"t.payment_no", K_PAY_LINES, NULL},
+    MAP("t.status", pay_status_map),
+    TS("t.created_at"),
+    TS("t.modified_at"),
+};
+
 struct demo_list {
 	const char *name;   /* canonical */
 	const char *table;  /* aliased t */
@@ -181,7 +198,11 @@ static const struct demo_list demo_lists[] = {
          "EXISTS (SELECT 1 FROM po_headers p WHERE p.company_code = t.company_code"
          " AND p.po_no = t.po_no AND p.po_type IN " IMPORTED_PO_TYPES ")",
          receipt_cols),
+    /* payments made in the ERP (by apsync's exports or by hand): last, and only
+     * in files that have the AP tables */
+    LIST("payments", "ap_payments", "payment_no", NULL, payment_cols),
 };
+#define PAYMENTS_LIST (NLISTS - 1)
 
 #define NLISTS ((int)APS_ARRAY_LEN(demo_lists))
 
@@ -197,6 +218,10 @@ static const char po_lines_sql[] =
 static const char rc_lines_sql[] =
     "SELECT line_no, po_line_no, item_no, qty_received, unit_cost FROM receipt_lines"
     " WHERE company_code = ?1 AND receipt_no = ?2 ORDER BY line_no";
+static const char pay_lines_sql[] =
+    "SELECT i.invoice_no, l.amount FROM ap_payment_lines l JOIN ap_invoices i ON"
+    " i.invoice_id = l.invoice_id JOIN ap_payments p ON p.payment_id = l.payment_id"
+    " WHERE p.company_code = ?1 AND p.payment_no = ?2 ORDER BY i.invoice_no";
 static const char lock_sql[] =
     "SELECT user_name, reason, since FROM locks WHERE company_code = ?1 LIMIT 1";
 
@@ -217,7 +242,8 @@ struct erp {
 	/* Prepared once, finalized at close; NULL until first needed. */
 	sqlite3_stmt *read_st[APS_ARRAY_LEN(demo_lists)][2][NBOUNDS];
 	sqlite3_stmt *count_st[APS_ARRAY_LEN(demo_lists)];
-	sqlite3_stmt *po_lines_st, *rc_lines_st, *lock_st;
+	sqlite3_stmt *po_lines_st, *rc_lines_st, *pay_lines_st, *lock_st;
+	int has_ap; /* the file has the AP tables (files made before them do not) */
 	sqlite3 *wdb; /* for writes, opened at the first one */
 	/* Scratch for the row being handed over: values point here. */
 	char ts[MAX_COLS][ISO_TS_LEN + 8];
@@ -463,6 +489,7 @@ static void demo_close(struct erp *e)
 	}
 	sqlite3_finalize(e->po_lines_st);
 	sqlite3_finalize(e->rc_lines_st);
+	sqlite3_finalize(e->pay_lines_st);
 	sqlite3_finalize(e->lock_st);
 	sqlite3_close(e->wdb);
 	sqlite3_close(e->db);
@@ -478,6 +505,8 @@ static int prepare_counts(struct erp *e, char *err, size_t errlen)
 	int i, rc = APS_OK;
 
 	for (i = 0; i < NLISTS && !rc; i++) {
+		if (i == PAYMENTS_LIST && !e->has_ap)
+			continue;
 		b = (struct sb){sql, sizeof(sql), 0, 0};
 		sb_add(&b, "SELECT count(*) FROM %s t WHERE t.company_code = ?1",
 		       demo_lists[i].table);
@@ -554,8 +583,18 @@ static int demo_open(const char *target, const struct erp_settings *cfg, struct 
 	rc = load_info(e, err, errlen);
 	if (!rc)
 		rc = load_companies(e, err, errlen);
+	if (!rc) {
+		sqlite3_stmt *t = NULL;
+
+		if (sqlite3_prepare_v2(e->db, "SELECT 1 FROM sqlite_master WHERE name = 'ap_payments'",
+		                       -1, &t, NULL) == SQLITE_OK)
+			e->has_ap = sqlite3_step(t) == SQLITE_ROW;
+		sqlite3_finalize(t);
+	}
 	if (!rc)
 		rc = prepare_counts(e, err, errlen);
+	if (!rc && e->has_ap)
+		rc = prepare(e, pay_lines_sql, &e->pay_lines_st, "preparing to read", err, errlen);
 	if (!rc)
 		rc = prepare(e, po_lines_sql, &e->po_lines_st, "preparing to read", err, errlen);
 	if (!rc)
@@ -584,8 +623,9 @@ static int demo_identity(struct erp *e, struct erp_identity *id, char *err, size
 		memcpy(c->code, e->companies[i].code, sizeof(c->code));
 		memcpy(c->name, e->companies[i].name, sizeof(c->name));
 		memcpy(c->currency, e->companies[i].currency, sizeof(c->currency));
-		for (j = 0; erp_lists[j] && c->nlists < ERP_MAX_LISTS; j++)
-			c->lists[c->nlists++] = erp_lists[j]->name;
+		for (j = 0; j < NLISTS && c->nlists < ERP_MAX_LISTS; j++)
+			if (j != PAYMENTS_LIST || e->has_ap)
+				c->lists[c->nlists++] = demo_lists[j].name;
 		c->po_types = IMPORTED_PO_TYPE_NAMES;
 	}
 	id->ncompanies = e->ncompanies;
@@ -602,7 +642,7 @@ static int find_target(struct erp *e, const char *company, const char *list, int
 	int i, rc = APS_OK, src;
 
 	for (*li = -1, i = 0; list && i < NLISTS; i++)
-		if (!strcmp(demo_lists[i].name, list))
+		if (!strcmp(demo_lists[i].name, list) && (i != PAYMENTS_LIST || e->has_ap))
 			*li = i;
 	if (*li < 0) {
 		snprintf(
@@ -774,10 +814,13 @@ static int add(cJSON *obj, const char *name, cJSON *v)
 	return 1;
 }
 
-static int lines_json(struct erp *e, int po, const char *company, const char *no,
+static int lines_json(struct erp *e, enum kind kind, const char *company, const char *no,
                       struct aps_buf *out, char *err, size_t errlen)
 {
-	sqlite3_stmt *st = po ? e->po_lines_st : e->rc_lines_st;
+	int po = kind == K_PO_LINES;
+	sqlite3_stmt *st = po ? e->po_lines_st
+	                   : kind == K_RC_LINES ? e->rc_lines_st
+	                                        : e->pay_lines_st;
 	cJSON *arr = cJSON_CreateArray(), *o;
 	char *text;
 	int rc = APS_OK, src, ok;
@@ -793,6 +836,13 @@ static int lines_json(struct erp *e, int po, const char *company, const char *no
 			cJSON_Delete(o);
 			rc = APS_ERR_NOMEM;
 			goto out;
+		}
+		if (kind == K_PAY_LINES) {
+			if (!add(o, "number", json_text(st, 0)) || !add(o, "amount", json_text(st, 1))) {
+				rc = APS_ERR_NOMEM;
+				goto out;
+			}
+			continue;
 		}
 		ok = add(o, "line", cJSON_CreateNumber((double)sqlite3_column_int64(st, 0)));
 		if (po) {
@@ -911,8 +961,9 @@ static int row_values(struct erp *e, const struct demo_list *l, const struct com
 			break;
 		case K_PO_LINES:
 		case K_RC_LINES:
+		case K_PAY_LINES:
 			s = sqlite3_column_text(st, i);
-			rc = lines_json(e, l->cols[i].kind == K_PO_LINES, co->code,
+			rc = lines_json(e, l->cols[i].kind, co->code,
 			                s ? (const char *)s : "", &e->lines, err, errlen);
 			vals[i].type = APS_V_JSON;
 			vals[i].s = (const char *)e->lines.data;
@@ -1020,27 +1071,6 @@ static int demo_clock(struct erp *e, char out[40], char *err, size_t errlen)
 
 /* ---- writes: invoices and payments into the demo ERP's AP tables -------- */
 
-/* The AP tables, made at the first write. The demo ERP refuses a second
- * document with the same natural key, as many ERPs do. */
-static const char ap_schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS ap_invoices(invoice_id INTEGER PRIMARY KEY,"
-    " company_code TEXT NOT NULL, vendor_no TEXT NOT NULL, invoice_no TEXT NOT NULL,"
-    " invoice_date TEXT NOT NULL, due_date TEXT, currency TEXT NOT NULL, description TEXT,"
-    " total TEXT NOT NULL, amount_paid TEXT NOT NULL,"
-    " status TEXT NOT NULL, -- O open, P paid\n"
-    " posted_at TEXT NOT NULL, UNIQUE(company_code, vendor_no, invoice_no));"
-    "CREATE TABLE IF NOT EXISTS ap_invoice_lines(invoice_id INTEGER NOT NULL,"
-    " line_no INTEGER NOT NULL, gl_account TEXT, item_no TEXT, description TEXT,"
-    " quantity TEXT NOT NULL, unit_price TEXT NOT NULL, amount TEXT NOT NULL,"
-    " tax_code TEXT, tax_amount TEXT NOT NULL, division_no TEXT, warehouse_code TEXT,"
-    " po_no TEXT, po_line_no INTEGER, PRIMARY KEY(invoice_id, line_no));"
-    "CREATE TABLE IF NOT EXISTS ap_payments(payment_id INTEGER PRIMARY KEY,"
-    " company_code TEXT NOT NULL, vendor_no TEXT NOT NULL, reference TEXT NOT NULL,"
-    " payment_date TEXT NOT NULL, bank_code TEXT NOT NULL, method TEXT, amount TEXT NOT NULL,"
-    " posted_at TEXT NOT NULL, UNIQUE(company_code, vendor_no, reference));"
-    "CREATE TABLE IF NOT EXISTS ap_payment_lines(payment_id INTEGER NOT NULL,"
-    " invoice_id INTEGER NOT NULL, amount TEXT NOT NULL, PRIMARY KEY(payment_id, invoice_id));";
-
 #define MAX_DOC_LINES 500
 
 static const char *doc_str(const cJSON *o, const char *name)
@@ -1072,7 +1102,7 @@ static int wopen(struct erp *e, char *err, size_t errlen)
 	if (src == SQLITE_OK) {
 		sqlite3_extended_result_codes(e->wdb, 1);
 		sqlite3_busy_timeout(e->wdb, BUSY_TIMEOUT_MS);
-		src = sqlite3_exec(e->wdb, ap_schema_sql, NULL, NULL, NULL);
+		src = sqlite3_exec(e->wdb, demo_ap_schema_sql, NULL, NULL, NULL);
 	}
 	if (src != SQLITE_OK) {
 		int rc = wfail(e, src, "opening it for writing", err, errlen);
@@ -1172,6 +1202,17 @@ static int wactive(struct erp *e, const char *company, const char *table, const 
 	return APS_OK;
 }
 
+/* The ERP's local time now, "YYYY-MM-DD HH:MM:SS.mmm", as its rows keep it. */
+static const char *local_now(const struct erp *e, char out[32])
+{
+	char iso[APS_TIME_LEN];
+
+	aps_time_format_offset(aps_now_ms(), e->offset_min, iso);
+	snprintf(out, 32, "%.23s", iso);
+	out[10] = ' ';
+	return out;
+}
+
 static void demo_ref(struct erp_doc_ref *out, int invoice, int64_t id, int paid)
 {
 	memset(out, 0, sizeof(*out));
@@ -1232,7 +1273,7 @@ static int demo_write_invoice(struct erp *e, const char *company, const cJSON *d
 	const char *vendor = doc_str(doc, "vendor"), *number = doc_str(doc, "number");
 	const char *date = doc_str(doc, "date"), *s;
 	const cJSON *lines = cJSON_GetObjectItemCaseSensitive(doc, "lines"), *l;
-	char currency[8] = "", rate[24], what[64], a[32], t[32], vcur[8];
+	char currency[8] = "", rate[24], what[64], a[32], t[32], vcur[8], nowbuf[32];
 	int64_t qty, price, amount, tax, r, total = 0, want, id;
 	sqlite3_stmt *st = NULL;
 	int rc, n = 0, src, in_tx = 0;
@@ -1267,7 +1308,7 @@ static int demo_write_invoice(struct erp *e, const char *company, const cJSON *d
 		                         "INSERT INTO ap_invoices(company_code, vendor_no, invoice_no, "
 		                         "invoice_date, due_date, currency, description, total, "
 		                         "amount_paid, status, posted_at) VALUES(?1, ?2, ?3, ?4, ?5, "
-		                         "?6, ?7, '0.00', '0.00', 'O', datetime('now'))",
+		                         "?6, ?7, '0.00', '0.00', 'O', ?8)",
 		                         -1, &st, NULL);
 		if (src == SQLITE_OK) {
 			sqlite3_bind_text(st, 1, company, -1, SQLITE_STATIC);
@@ -1277,6 +1318,7 @@ static int demo_write_invoice(struct erp *e, const char *company, const cJSON *d
 			aps_db_bind_text(st, 5, doc_str(doc, "due_date"));
 			sqlite3_bind_text(st, 6, currency, -1, SQLITE_STATIC);
 			aps_db_bind_text(st, 7, doc_str(doc, "description"));
+			sqlite3_bind_text(st, 8, local_now(e, nowbuf), -1, SQLITE_TRANSIENT);
 			src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(e->wdb);
 		}
 		sqlite3_finalize(st);
@@ -1429,11 +1471,16 @@ static int demo_write_payment(struct erp *e, const char *company, const cJSON *d
 		rc = wactive(e, company, "bank_accounts", "bank_code", "bank account", bank, NULL, 0,
 		             err, errlen);
 	if (!rc) {
-		char *q = sqlite3_mprintf("INSERT INTO ap_payments(company_code, vendor_no, reference, "
-		                          "payment_date, bank_code, method, amount, posted_at) "
-		                          "VALUES(%Q, %Q, %Q, %Q, %Q, %Q, %Q, datetime('now'))",
-		                          company, vendor, ref, date, bank, doc_str(doc, "method"),
-		                          aps_dec_format(amount, 2, a));
+		char now[32];
+		char *q = sqlite3_mprintf("INSERT INTO ap_payments(company_code, payment_no, vendor_no, "
+		                          "reference, payment_date, bank_code, method, amount, status, "
+		                          "created_at, modified_at) VALUES(%Q, 'new:' || %Q || ':' || "
+		                          "%Q, %Q, %Q, %Q, %Q, %Q, %Q, 'P', %Q, %Q); UPDATE ap_payments SET payment_no = "
+		                          "printf('PY%%06d', payment_id) WHERE payment_id = "
+		                          "last_insert_rowid()",
+		                          company, vendor, ref, vendor, ref, date, bank,
+		                          doc_str(doc, "method"), aps_dec_format(amount, 2, a),
+		                          local_now(e, now), now);
 		src = q ? wexec(e, q) : SQLITE_NOMEM;
 		sqlite3_free(q);
 		if (src != SQLITE_OK)

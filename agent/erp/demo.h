@@ -22,6 +22,11 @@
 #define DEMO_ERP_PRODUCT    "apsync Demo ERP"
 #define DEMO_ERP_VERSION    "1.0"
 #define DEMO_ERP_UTC_OFFSET "-05:00"
+
+/* The AP tables exports write into (invoices, their lines, payments and
+ * what they pay); made by the generator, and at the first write into an
+ * older file. Times are ERP local time "YYYY-MM-DD HH:MM:SS.mmm". */
+extern const char demo_ap_schema_sql[];
 /* Bounds of the size knob: the number of vendors of company BLUE. */
 #define DEMO_ERP_MIN_ROWS 1
 #define DEMO_ERP_MAX_ROWS 5000000

@@ -162,6 +162,29 @@ static const char schema_sql[] =
     "CREATE TABLE locks(company_code TEXT NOT NULL, user_name TEXT NOT NULL,"
     " reason TEXT NOT NULL, since TEXT NOT NULL);\n";
 
+const char demo_ap_schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS ap_invoices(invoice_id INTEGER PRIMARY KEY,"
+    " company_code TEXT NOT NULL, vendor_no TEXT NOT NULL, invoice_no TEXT NOT NULL,"
+    " invoice_date TEXT NOT NULL, due_date TEXT, currency TEXT NOT NULL, description TEXT,"
+    " total TEXT NOT NULL, amount_paid TEXT NOT NULL,"
+    " status TEXT NOT NULL, -- O open, P paid\n"
+    " posted_at TEXT NOT NULL, UNIQUE(company_code, vendor_no, invoice_no));"
+    "CREATE TABLE IF NOT EXISTS ap_invoice_lines(invoice_id INTEGER NOT NULL,"
+    " line_no INTEGER NOT NULL, gl_account TEXT, item_no TEXT, description TEXT,"
+    " quantity TEXT NOT NULL, unit_price TEXT NOT NULL, amount TEXT NOT NULL,"
+    " tax_code TEXT, tax_amount TEXT NOT NULL, division_no TEXT, warehouse_code TEXT,"
+    " po_no TEXT, po_line_no INTEGER, PRIMARY KEY(invoice_id, line_no));"
+    "CREATE TABLE IF NOT EXISTS ap_payments(payment_id INTEGER PRIMARY KEY,"
+    " company_code TEXT NOT NULL, payment_no TEXT NOT NULL, vendor_no TEXT NOT NULL,"
+    " reference TEXT NOT NULL, payment_date TEXT NOT NULL, bank_code TEXT NOT NULL,"
+    " method TEXT, amount TEXT NOT NULL,"
+    " status TEXT NOT NULL, -- P posted, V void\n"
+    " created_at TEXT NOT NULL, modified_at TEXT NOT NULL,"
+    " UNIQUE(company_code, vendor_no, reference));"
+    "CREATE UNIQUE INDEX IF NOT EXISTS ap_payments_no ON ap_payments(company_code, payment_no);"
+    "CREATE TABLE IF NOT EXISTS ap_payment_lines(payment_id INTEGER NOT NULL,"
+    " invoice_id INTEGER NOT NULL, amount TEXT NOT NULL, PRIMARY KEY(payment_id, invoice_id));";
+
 /* Built after the inserts: the connector's (company, modified, key) paths. */
 static const char index_sql[] =
     "CREATE INDEX vendors_modified ON vendors(company_code, modified_at, vendor_no);\n"
@@ -1392,6 +1415,8 @@ int demo_erp_generate(const char *path, int64_t rows, uint64_t seed, char *err, 
 	              "set up writing");
 	if (!rc)
 		rc = exec_sql(&g, schema_sql, "create the tables");
+	if (!rc)
+		rc = exec_sql(&g, demo_ap_schema_sql, "create the AP tables");
 	for (i = 0; i < I__COUNT && !rc; i++) {
 		if (sqlite3_prepare_v2(g.db, insert_sql[i], -1, &g.ins[i], NULL) != SQLITE_OK) {
 			snprintf(err, errlen, "cannot prepare %s: %s", insert_sql[i],

@@ -28,11 +28,13 @@ LIST(purchase_orders, "code", "code", "type", "status", "vendor", "order_date", 
      "division", "currency", "total", "lines", "created_at", "modified_at");
 LIST(receivings, "code", "code", "po", "vendor", "receipt_date", "lines", "created_at",
      "modified_at");
+LIST(payments, "code", "code", "vendor", "reference", "payment_date", "bank_account", "method",
+     "amount", "currency", "invoices", "status", "created_at", "modified_at");
 
 const struct erp_list *const erp_lists[] = {
 	&bank_accounts_list, &divisions_list,       &gl_accounts_list, &items_list,
 	&separate_checks_list, &tax_codes_list,     &units_list,       &vendors_list,
-	&warehouses_list,    &purchase_orders_list, &receivings_list,  NULL,
+	&warehouses_list,    &purchase_orders_list, &receivings_list,  &payments_list, NULL,
 };
 
 const struct erp_list *erp_list_find(const char *name)

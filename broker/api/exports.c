@@ -262,7 +262,8 @@ void api_documents_list(struct http_req *r, const int64_t *p)
 
 void api_document_get(struct http_req *r, const int64_t *p)
 {
-	cJSON *d = store_doc_get(r->b->store, r->user.tenant_id, p[0]);
+	cJSON *d = store_doc_get(r->b->store, r->user.tenant_id, p[0]), *pays;
+	const char *type, *number;
 
 	if (!d) {
 		http__reply_error(r, 404, "not_found", "no document %lld in your tenant",
@@ -270,6 +271,17 @@ void api_document_get(struct http_req *r, const int64_t *p)
 		return;
 	}
 	cJSON_DeleteItemFromObject(d, "tenant");
+	type = cJSON_GetStringValue(cJSON_GetObjectItem(d, "type"));
+	number = cJSON_GetStringValue(cJSON_GetObjectItem(d, "number"));
+	if (type && !strcmp(type, "invoice") && number) {
+		/* Payments made in the ERP (by an export or by hand) that pay it. */
+		pays = store_doc_payments(
+			r->b->store,
+			(int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(d, "entity")),
+			cJSON_GetStringValue(cJSON_GetObjectItem(d, "vendor")), number);
+		if (pays)
+			cJSON_AddItemToObject(d, "payments", pays);
+	}
 	http__reply_json(r, 200, d);
 }
 

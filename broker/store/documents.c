@@ -401,6 +401,43 @@ int store_doc_result(struct store *s, int64_t agent_id, const cJSON *body, int64
 	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
 }
 
+/* A column of a stored item, by name, through its column list. */
+#define COL(name)                                                                          \
+	"json_extract(i.data, '$[' || (SELECT j.key FROM json_each(c.names) j WHERE "     \
+	"j.value='" name "') || ']')"
+
+cJSON *store_doc_payments(struct store *s, int64_t entity_id, const char *vendor,
+			  const char *number)
+{
+	sqlite3_stmt *st = sqlstore__prepare(
+		s, "SELECT i.key, " COL("reference") ", " COL("payment_date") ", " COL(
+			   "bank_account") ", json_extract(p.value, '$.amount'), " COL("status") " "
+		   "FROM items i JOIN lists l ON l.id=i.list_id JOIN columns c ON c.id=i.cols, "
+		   "json_each(" COL("invoices") ") p WHERE i.entity_id=?1 AND l.name='payments' "
+		   "AND i.deleted=0 AND " COL("vendor") "=?2 AND json_extract(p.value, "
+		   "'$.number')=?3 ORDER BY 3, 1");
+	cJSON *arr, *o;
+
+	if (!st)
+		return NULL;
+	sqlite3_bind_int64(st, 1, entity_id);
+	sqlite3_bind_text(st, 2, vendor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, number, -1, SQLITE_STATIC);
+	arr = cJSON_CreateArray();
+	while (arr && sqlite3_step(st) == SQLITE_ROW) {
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "payment", (const char *)sqlite3_column_text(st, 0));
+		sqlstore__add_opt(o, "reference", st, 1);
+		sqlstore__add_opt(o, "date", st, 2);
+		sqlstore__add_opt(o, "bank_account", st, 3);
+		sqlstore__add_opt(o, "amount", st, 4);
+		sqlstore__add_opt(o, "status", st, 5);
+		cJSON_AddItemToArray(arr, o);
+	}
+	sqlite3_finalize(st);
+	return arr;
+}
+
 int store_item_state(struct store *s, int64_t entity_id, const char *list, const char *key,
 		     char *status, size_t len)
 {

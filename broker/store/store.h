@@ -303,6 +303,11 @@ int store_doc_result(struct store *s, int64_t agent_id, const cJSON *body, int64
 /* A synced item's status ("active", "inactive", "deleted"); APS_ERR_NOTFOUND. */
 int store_item_state(struct store *s, int64_t entity_id, const char *list, const char *key,
 		     char *status, size_t len);
+/* Payments the ERP holds (the synced payments list) that pay the invoice
+ * `number` of `vendor`: [{payment, reference, date, bank_account, amount,
+ * status}], the amount being what goes to this invoice. */
+cJSON *store_doc_payments(struct store *s, int64_t entity_id, const char *vendor,
+			  const char *number);
 /* 1 if any item of the list was ever synced for the entity. */
 int store_list_synced(struct store *s, int64_t entity_id, const char *list);
 int store_idem_get(struct store *s, int64_t tenant_id, const char *key, char hash[65],

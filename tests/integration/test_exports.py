@@ -183,6 +183,45 @@ class Exports(ExportCase):
         self.assertEqual((s, j["error"]["code"]), (400, "bad_document"))
 
 
+class ImportedPayments(ExportCase):
+    """Payments made in the ERP arrive as the payments list, and each exported
+    invoice shows the ERP's payments of it."""
+
+    def test_payments_made_in_the_erp_show_on_the_invoice(self):
+        a, b = self.post([invoice("INV-6001"), invoice("INV-6002")])["documents"]
+        for d in (a, b):
+            self.assertEqual(self.wait_doc(d["id"])["status"], "success")
+        pay = {"type": "payment", "vendor": "V0000002", "reference": "CHK-77",
+               "date": "2024-05-03", "bank_account": "A", "amount": "21.90",
+               "invoices": [{"number": "INV-6001", "amount": "21.90"}]}
+        self.assertEqual(self.wait_doc(self.post([pay])["documents"][0]["id"])["status"],
+                         "success")
+        # someone pays part of the other invoice by hand, in the ERP
+        db = sqlite3.connect(self.erp, timeout=10)
+        db.execute("INSERT INTO ap_payments(company_code, payment_no, vendor_no, reference, "
+                   "payment_date, bank_code, method, amount, status, created_at, modified_at) "
+                   "VALUES('BLUE', 'PY900001', 'V0000002', 'WIRE-5', '2024-05-04', 'A', 'wire', "
+                   "'10.00', 'P', ?1, ?1)", (test_engine.erp_now(),))
+        db.execute("INSERT INTO ap_payment_lines SELECT p.payment_id, i.invoice_id, '10.00' FROM "
+                   "ap_payments p, ap_invoices i WHERE p.payment_no='PY900001' AND "
+                   "i.invoice_no='INV-6002'")
+        db.commit()
+        db.close()
+        time.sleep(0.5)
+        s, job = self.broker.api("POST", "/api/v1/syncs", self.token,
+                                 {"entity": self.blue["id"], "mode": "partial"})
+        job = self.wait_job(job["id"], 60)
+        self.assertEqual(job["status"], "success", json.dumps(job, indent=1))
+        pays = self.items(self.blue["id"], "payments")
+        self.assertEqual(sorted(p["data"]["reference"] for p in pays.values()),
+                         ["CHK-77", "WIRE-5"])
+        self.assertEqual([(p["reference"], p["amount"]) for p in self.doc(a["id"])["payments"]],
+                         [("CHK-77", "21.90")])
+        self.assertEqual([(p["reference"], p["amount"], p["date"])
+                          for p in self.doc(b["id"])["payments"]],
+                         [("WIRE-5", "10.00", "2024-05-04")])
+
+
 class ExactlyOnceUnderKills(ExportCase):
     DOCS = 200
     KILLS = 25
