@@ -289,6 +289,7 @@ def erp_counts(path, company):
         "receivings": "SELECT count(*) FROM receipts r JOIN po_headers p ON "
                       "p.company_code=r.company_code AND p.po_no=r.po_no WHERE "
                       "r.company_code=? AND p.po_type IN ('S','D')",
+        "payments": "SELECT count(*) FROM ap_payments WHERE company_code=?",
     }
     out = {k: db.execute(v, (company,)).fetchone()[0] for k, v in q.items()}
     db.close()
