@@ -5,6 +5,9 @@
 #   make demo       install missing packages, build, run the end-to-end demo
 #   make asan       the whole test suite under AddressSanitizer + UBSan
 #   make bench      throughput, bytes per row and memory against a raw SQLite copy
+#   make install    programs, web page, profiles, systemd units and example
+#                   configs under DESTDIR + PREFIX (and SYSCONFDIR, UNITDIR)
+#   make deb        build/deb/apsync-agent_VERSION_ARCH.deb and apsync-broker_…
 
 include config.mk
 
@@ -46,7 +49,7 @@ BINS = $(BUILD)/bin/apsync-broker $(BUILD)/bin/apsync-agent
 UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps tests check demo asan bench clean format
+.PHONY: all deps tests check demo asan bench clean format install deb conf
 
 all: $(BINS)
 
@@ -56,6 +59,17 @@ deps:
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(APS_CFLAGS) -MMD -MP -c $< -o $@
+
+# VERSION is compiled in (APSYNC_VERSION): the objects whose source names it
+# are rebuilt when it changes, e.g. by `make deb VERSION=X`.
+VERSION_STAMP = $(OBJ)/version-$(VERSION).stamp
+VERSIONED_OBJ = $(patsubst %.c,$(OBJ)/%.o,$(shell grep -l APSYNC_VERSION $(COMMON_SRC) \
+	$(AGENT_SRC) $(BROKER_SRC) agent/main.c broker/main.c $(UNIT_SRC) $(TOOL_SRC) 2>/dev/null))
+$(VERSIONED_OBJ): $(VERSION_STAMP)
+$(VERSION_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f $(OBJ)/version-*.stamp
+	@touch $@
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -105,6 +119,66 @@ asan: deps
 		CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" tests
 	@APSYNC_BUILD=build-asan APSYNC_ASAN=1 python3 tests/run.py $(TESTS)
+
+# ---- install and packages (packaging/README.md) ----
+# `install` builds its own copy of the programs, in a directory of its own,
+# with the installed paths of the web page and the profiles compiled in.
+SYSCONFDIR ?= /etc
+BINDIR = $(PREFIX)/bin
+DATADIR = $(PREFIX)/share/apsync
+DOCDIR = $(PREFIX)/share/doc
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+INSTALL_BUILD = $(BUILD)/install$(subst /,-,$(PREFIX))
+UNIT_SED = -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|@DOCDIR@|$(DOCDIR)|g'
+
+install:
+	@$(MAKE) --no-print-directory BUILD=$(INSTALL_BUILD) VERSION=$(VERSION) \
+		WEB_ROOT=$(DATADIR)/web PROFILE_DIR=$(DATADIR)/profiles all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/web $(DESTDIR)$(DATADIR)/profiles \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/apsync
+	install -m 0755 $(INSTALL_BUILD)/bin/apsync-agent $(INSTALL_BUILD)/bin/apsync-broker \
+		$(DESTDIR)$(BINDIR)/
+	cd broker/web && find . -type f | sort | while read -r f; do \
+		install -D -m 0644 "$$f" "$(abspath $(DESTDIR)$(DATADIR))/web/$$f" || exit 1; done
+	cd agent/erp/profiles && find . -type f | sort | while read -r f; do \
+		install -D -m 0644 "$$f" "$(abspath $(DESTDIR)$(DATADIR))/profiles/$$f" || exit 1; done
+	@for p in apsync-agent apsync-broker; do \
+		install -d $(DESTDIR)$(DOCDIR)/$$p && \
+		install -m 0644 README.md LICENSE $(DESTDIR)$(DOCDIR)/$$p/ && \
+		sed $(UNIT_SED) packaging/systemd/$$p.service.in >$(DESTDIR)$(UNITDIR)/$$p.service && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$p.service || exit 1; \
+		conf=$(DESTDIR)$(SYSCONFDIR)/apsync/$$p.conf; \
+		if [ -e $$conf ]; then echo "kept $$conf"; else \
+			sed -e 's|/usr/share/apsync/|$(DATADIR)/|g' -e 's|/etc/apsync/|$(SYSCONFDIR)/apsync/|g' \
+				-e 's|/usr/bin/|$(BINDIR)/|g' packaging/$$p.conf >$$conf && \
+			chmod 0640 $$conf || exit 1; fi; \
+	done
+	@echo "installed under $(DESTDIR)$(PREFIX); the services run as the users apsync-agent and" \
+		"apsync-broker, which the .debs create (make deb)"
+
+# The .debs: `make install` with PREFIX=/usr into a staging tree, split in
+# two packages by packaging/mkdeb.sh. `make deb VERSION=X` builds version X.
+DEB_OUT ?= $(BUILD)/deb
+DEB_BUILD = $(BUILD)/pkg
+DEB_STAGE = $(abspath $(DEB_BUILD))/stage-$(VERSION)
+DEB_CFLAGS ?= $(shell dpkg-buildflags --get CFLAGS 2>/dev/null || echo -O2 -g)
+DEB_LDFLAGS ?= $(shell dpkg-buildflags --get LDFLAGS 2>/dev/null)
+
+deb: deps
+	rm -rf $(DEB_STAGE)
+	@$(MAKE) --no-print-directory install BUILD=$(DEB_BUILD) PREFIX=/usr SYSCONFDIR=/etc \
+		DESTDIR=$(DEB_STAGE) VERSION=$(VERSION) CFLAGS="$(DEB_CFLAGS)" LDFLAGS="$(DEB_LDFLAGS)"
+	python3 packaging/gen-conf.py --bindir $(DEB_STAGE)/usr/bin --check
+	packaging/mkdeb.sh $(DEB_STAGE) $(VERSION) $(DEB_OUT)
+
+# Rewrites packaging/apsync-*.conf from the programs' --help (after adding an
+# option), with the programs as the packages build them.
+conf:
+	@$(MAKE) --no-print-directory BUILD=$(DEB_BUILD)/install-usr VERSION=$(VERSION) \
+		WEB_ROOT=/usr/share/apsync/web PROFILE_DIR=/usr/share/apsync/profiles \
+		CFLAGS="$(DEB_CFLAGS)" LDFLAGS="$(DEB_LDFLAGS)" all
+	python3 packaging/gen-conf.py --bindir $(DEB_BUILD)/install-usr/bin --write
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

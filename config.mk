@@ -16,7 +16,7 @@ WEB_ROOT ?= $(CURDIR)/broker/web
 # Where the agent finds its ERP mapping profiles by default (--profiles).
 PROFILE_DIR ?= $(CURDIR)/agent/erp/profiles
 
-# Libraries, all found through pkg-config.
-APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd
+# Libraries, all found through pkg-config (libsystemd: sd_notify under systemd).
+APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd libsystemd
 # The agent alone reaches ERPs: unixODBC for SQL databases, libcurl for ERP web APIs.
 AGENT_PKGS = odbc libcurl

@@ -20,6 +20,7 @@
 #include "db.h"
 #include "err.h"
 #include "log.h"
+#include "service.h"
 #include "util.h"
 
 #define EXIT_CREDENTIAL 77 /* EX_NOPERM: enrolling again is the fix */
@@ -402,6 +403,7 @@ static void on_welcome(struct link *l, const struct aps_frame *f)
 		   "seq %lld; %lld frames to send",
 		   a->cred.broker, a->cred.synctool, a->cred.tenant, (long long)rx,
 		   (long long)frames);
+	aps_service_status("connected to %s as SyncTool \"%s\"", a->cred.broker, a->cred.synctool);
 	lws_sul_schedule(a->ctx, 0, &l->sul_beat, beat, l->heartbeat_ms * LWS_US_PER_MS);
 	lws_callback_on_writable(l->wsi);
 }
@@ -637,6 +639,7 @@ static void on_closed(struct link *l, const char *why)
 	}
 	if (!l->a->stop) {
 		log_warn("broker link down%s%s; reconnecting", why ? ": " : "", why ? why : "");
+		aps_service_status("broker link down; reconnecting");
 		schedule_connect(l);
 	}
 }
@@ -763,11 +766,14 @@ int link__run(struct agent *a)
 	if (a->identity_ready)
 		schedule_connect(&l);
 	pthread_mutex_unlock(&a->mu);
+	aps_service_ready("running; broker %s", a->cred.broker);
+	aps_service_watchdog_start(ctx);
 	while (!a->stop)
 		if (lws_service(a->ctx, 0) < 0)
 			break;
 	rc = 0;
 out:
+	aps_service_stopping();
 	pthread_mutex_lock(&a->mu);
 	a->stop = 1;
 	pthread_cond_broadcast(&a->cv);

@@ -11,6 +11,7 @@
 #include "broker_internal.h"
 #include "err.h"
 #include "log.h"
+#include "service.h"
 #include "util.h"
 
 static struct broker *running;
@@ -202,6 +203,8 @@ int broker_serve(struct broker_opts *opts)
 	log_notice("apsync-broker %s listening on https://%s:%d (agents: wss://%s:%d%s)",
 		   APSYNC_VERSION, fmt_host, b.port, fmt_host, b.port, APSYNC_WS_PATH);
 	log_notice("TLS certificate %s, SHA-256 fingerprint %s", b.cert_path, fp);
+	aps_service_ready("listening on https://%s:%d", fmt_host, b.port);
+	aps_service_watchdog_start(b.ctx);
 
 	while (!b.stop) {
 		r = lws_service(b.ctx, 0);
@@ -212,6 +215,7 @@ int broker_serve(struct broker_opts *opts)
 	rc = 0;
 out:
 	running = NULL;
+	aps_service_stopping();
 	/* The writer first: it finishes what is queued and needs the context
 	 * to wake the loop; then the context, whose closing sessions mark
 	 * their agents offline in the store. */

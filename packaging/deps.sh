@@ -9,7 +9,7 @@
 set -eu
 
 # Build: compiler, pkg-config and the libraries chosen for the project.
-BUILD_PKGS="gcc make pkg-config libc6-dev libwebsockets-dev libcjson-dev libsqlite3-dev libssl-dev zlib1g-dev libzstd-dev unixodbc-dev libcurl4-openssl-dev"
+BUILD_PKGS="gcc make pkg-config libc6-dev libwebsockets-dev libcjson-dev libsqlite3-dev libssl-dev zlib1g-dev libzstd-dev unixodbc-dev libcurl4-openssl-dev libsystemd-dev"
 # Run and test: the test runner and clients are Python 3 (standard library only),
 # the demo talks to the REST API with curl, tests make certificates with openssl.
 RUN_PKGS="python3 curl ca-certificates openssl sqlite3 procps"
