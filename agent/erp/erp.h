@@ -150,7 +150,7 @@ int erp_open(const char *spec, const struct erp_settings *cfg, const struct erp_
 /* Connectors. */
 extern const struct erp_ops erp_demo_ops;
 extern const struct erp_ops erp_tryton_ops; /* tryton.c */
-extern const struct erp_ops erp_odbc_ops;   /* sqlmap.c */
+extern const struct erp_ops erp_odbc_ops;   /* odbc.c */
 extern const struct erp_ops erp_sqlite_ops; /* sqlmap.c */
 extern const struct erp_ops erp_gnucash_ops; /* gnucash.c */
 

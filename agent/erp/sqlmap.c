@@ -769,12 +769,6 @@ static int open_with_profile(const char *kind, const char *target,
 	return sqlmap_open(profile, kind, colon + 1, cfg, out, err, errlen);
 }
 
-static int odbc_open(const char *target, const struct erp_settings *cfg, struct erp **out,
-		     char *err, size_t errlen)
-{
-	return open_with_profile("odbc", target, cfg, out, err, errlen);
-}
-
 static int sqlite_open(const char *target, const struct erp_settings *cfg, struct erp **out,
 		       char *err, size_t errlen)
 {
@@ -1208,19 +1202,6 @@ const char *sqlmap_company_currency(const struct erp *e, const char *company)
 			return e->companies[i].currency;
 	return NULL;
 }
-
-const struct erp_ops erp_odbc_ops = {
-	.scheme = "odbc",
-	.description = "an ERP's SQL database through ODBC, mapped by a profile (odbc:PROFILE:CONNECTION)",
-	.open = odbc_open,
-	.close = sqlmap_close,
-	.identity = sqlmap_identity,
-	.count = sqlmap_count,
-	.clock = sqlmap_clock,
-	.read = sqlmap_read,
-	.stamped = sqlmap_stamped,
-	.fingerprint = sqlmap_fingerprint,
-};
 
 const struct erp_ops erp_sqlite_ops = {
 	.scheme = "sqlite",

@@ -47,19 +47,19 @@ static const struct erp_row erps[] = {
 	 "no change times: partial syncs compare row hashes; bills and payments written by SQL "
 	 "as GnuCash writes them, checked with GnuCash's own engine"},
 	{"sage100", "Sage 100", 0, "ProvideX ODBC driver (read-only)", "odbc:sage100", ALL_LISTS,
-	 "", ERP_PROFILE,
-	 "reads: a mapping profile tested on schema-faithful fixtures; writes (Visual Integrator "
-	 "or Business Object Interface) not yet"},
+	 "invoice,payment", ERP_PROFILE,
+	 "reads: a mapping profile tested on schema-faithful fixtures; writes: Visual Integrator "
+	 "import files for the customer's VI jobs (never run through the real importer here)"},
 	{"gp", "Microsoft Dynamics GP", 0, "SQL Server through ODBC", "odbc:gp",
 	 "bank_accounts,divisions,gl_accounts,items,tax_codes,units,vendors,warehouses,"
 	 "purchase_orders,receivings",
-	 "", ERP_PROFILE,
-	 "reads: a mapping profile tested on schema-faithful fixtures; writes (eConnect "
-	 "taPMTransactionInsert) not yet"},
-	{"sage300", "Sage 300", 0, "SQL Server through ODBC", "odbc:sage300", ALL_LISTS, "",
-	 ERP_PROFILE,
-	 "reads: a mapping profile tested on schema-faithful fixtures; writes (AP invoice batch "
-	 "views) not yet"},
+	 "invoice,payment", ERP_PROFILE,
+	 "reads: a mapping profile tested on schema-faithful fixtures; writes: eConnect XML "
+	 "files (taPMTransactionInsert, taPMManualCheck) for the customer's eConnect side"},
+	{"sage300", "Sage 300", 0, "SQL Server through ODBC", "odbc:sage300", ALL_LISTS,
+	 "invoice,payment", ERP_PROFILE,
+	 "reads: a mapping profile tested on schema-faithful fixtures; writes: AP invoice and "
+	 "payment batch import files for the customer's Sage 300 import"},
 	{"sage50ca", "Sage 50 CA", 0, "its MySQL database through ODBC", NULL, MASTER_LISTS,
 	 "invoice,payment", ERP_NOT_YET, NULL},
 	{"sage50us", "Sage 50 US", 0, "Actian Zen (Pervasive) ODBC driver", NULL, MASTER_LISTS,
