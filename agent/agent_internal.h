@@ -50,6 +50,11 @@ struct agent_cred {
 int agent__parse_url(const char *url, char *host, size_t hostlen, int *port, char *err,
 		     size_t errlen);
 int agent_cred__load(const char *state_dir, struct agent_cred *c, char *err, size_t errlen);
+/* "HOST:PORT" or "http://[USER:PASS@]HOST:PORT" → "[USER:PASS@]HOST" and port. */
+int agent__parse_proxy(const char *spec, char *addr, size_t addrlen, unsigned *port, char *err,
+		       size_t errlen);
+/* 1 if a NO_PROXY list ("*", names, ".domains", comma-separated) covers host. */
+int agent__no_proxy(const char *no_proxy, const char *host);
 int agent_cred__save(const char *state_dir, const struct agent_cred *c, char *err, size_t errlen);
 
 /* ---- options ---- */
@@ -61,6 +66,7 @@ struct agent_opts {
 	char *erp_url;           /* the ERP's API for writes */
 	char *erp_user;
 	char *erp_password_file;
+	char *proxy;             /* HTTP CONNECT proxy to the broker */
 	char *log_level;
 	int64_t reconnect_min;   /* ms */
 	int64_t reconnect_max;   /* ms */

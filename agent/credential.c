@@ -1,7 +1,9 @@
 /* DIR/credential.json: what `enroll` obtained, read by `run`. Mode 0600. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -159,4 +161,88 @@ int agent_cred__save(const char *state_dir, const struct agent_cred *c, char *er
 	if (rc)
 		snprintf(err, errlen, "cannot write %s: %s", path, aps_strerror(rc));
 	return rc;
+}
+
+/* A proxy's host part must be a name or an address, nothing that could end
+ * up somewhere else in the CONNECT line. */
+static int proxy_host_ok(const char *h, size_t n)
+{
+	size_t i;
+
+	if (!n)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)h[i]) || h[i] == '.' || h[i] == '-' || h[i] == '_' ||
+		      h[i] == ':' || h[i] == '[' || h[i] == ']'))
+			return 0;
+	return 1;
+}
+
+int agent__parse_proxy(const char *spec, char *addr, size_t addrlen, unsigned *port, char *err,
+		       size_t errlen)
+{
+	const char *p = spec, *at, *colon, *end;
+	int64_t v;
+	char num[8];
+	size_t n;
+
+	if (!strncmp(p, "http://", 7))
+		p += 7;
+	else if (strstr(p, "://")) {
+		snprintf(err, errlen, "proxy \"%.100s\": only http:// proxies (HTTP CONNECT) are "
+				      "supported",
+			 spec);
+		return APS_ERR_INVAL;
+	}
+	end = p + strcspn(p, "/");
+	at = memchr(p, '@', (size_t)(end - p));
+	colon = NULL;
+	for (const char *q = at ? at + 1 : p; q < end; q++)
+		if (*q == ':')
+			colon = q;
+	if (!colon || colon + 1 >= end || (size_t)(end - colon - 1) >= sizeof(num) ||
+	    !proxy_host_ok(at ? at + 1 : p, (size_t)(colon - (at ? at + 1 : p)))) {
+		snprintf(err, errlen, "proxy \"%.100s\" is not HOST:PORT or http://[USER:PASS@]HOST:PORT",
+			 spec);
+		return APS_ERR_INVAL;
+	}
+	memcpy(num, colon + 1, (size_t)(end - colon - 1));
+	num[end - colon - 1] = '\0';
+	if (aps_parse_i64(num, 1, 65535, &v)) {
+		snprintf(err, errlen, "proxy \"%.100s\": the port must be 1..65535", spec);
+		return APS_ERR_INVAL;
+	}
+	n = (size_t)(colon - p);
+	if (n >= addrlen) {
+		snprintf(err, errlen, "proxy \"%.100s\" is too long", spec);
+		return APS_ERR_RANGE;
+	}
+	memcpy(addr, p, n); /* [user:pass@]host, as libwebsockets takes it */
+	addr[n] = '\0';
+	*port = (unsigned)v;
+	return APS_OK;
+}
+
+int agent__no_proxy(const char *no_proxy, const char *host)
+{
+	const char *p = no_proxy;
+	size_t hl = strlen(host), n;
+
+	while (p && *p) {
+		while (*p == ',' || *p == ' ')
+			p++;
+		n = strcspn(p, ", ");
+		if (n == 1 && *p == '*')
+			return 1;
+		if (n && *p == '.') {
+			p++;
+			n--;
+		}
+		/* the host itself, or a name under that domain */
+		if (n && hl >= n && !strncasecmp(host + hl - n, p, n) &&
+		    (hl == n || host[hl - n - 1] == '.'))
+			return 1;
+		p += n;
+	}
+	return 0;
 }

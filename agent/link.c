@@ -31,6 +31,7 @@ struct link {
 	struct agent *a;
 	struct lws *wsi;
 	enum link_state state;
+	char proxy[300];        /* "host:port" of the HTTP proxy in use, for messages */
 	sqlite3 *db;
 	struct aps_codec codec;
 	struct aps_buf rx;
@@ -658,7 +659,8 @@ static int link_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 		return agent_tls__verify(&l->a->cred.tls, user, (int)len, l->tls_err,
 					 sizeof(l->tls_err));
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		snprintf(err, sizeof(err), "cannot connect to %s: %s", l->a->cred.broker,
+		snprintf(err, sizeof(err), "cannot connect to %s%s%s: %.300s", l->a->cred.broker,
+			 l->proxy[0] ? " through the HTTP proxy " : "", l->proxy,
 			 l->tls_err[0] ? l->tls_err : in ? (const char *)in : "unknown error");
 		on_closed(l, err);
 		return 0;
@@ -717,8 +719,46 @@ static const struct lws_protocols link_protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* The proxy to reach the broker through: --proxy, else the environment's
+ * HTTPS_PROXY / HTTP_PROXY unless NO_PROXY covers the broker. libwebsockets
+ * reads http_proxy by itself: it is cleared when the broker goes direct. */
+static int proxy_setup(struct agent *a, struct lws_context_creation_info *info, char *addr,
+		       size_t addrlen)
+{
+	static const char *const vars[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+					   "http_proxy", NULL};
+	const char *spec = a->opts->proxy && *a->opts->proxy ? a->opts->proxy : NULL, *np, *at;
+	char err[300];
+	unsigned port;
+	int i;
+
+	for (i = 0; !spec && vars[i]; i++)
+		if (getenv(vars[i]) && *getenv(vars[i]))
+			spec = getenv(vars[i]);
+	np = getenv("NO_PROXY") ? getenv("NO_PROXY") : getenv("no_proxy");
+	if (spec && spec != a->opts->proxy && np && agent__no_proxy(np, a->cred.host)) {
+		log_info("NO_PROXY covers %s: connecting directly", a->cred.host);
+		spec = NULL;
+	}
+	unsetenv("http_proxy");
+	if (!spec)
+		return APS_OK;
+	if (agent__parse_proxy(spec, addr, addrlen, &port, err, sizeof(err))) {
+		log_err("%s", err);
+		return APS_ERR_INVAL;
+	}
+	info->http_proxy_address = addr;
+	info->http_proxy_port = port;
+	at = strchr(addr, '@');
+	snprintf(the_link->proxy, sizeof(the_link->proxy), "%.250s:%u", at ? at + 1 : addr, port);
+	log_notice("reaching the broker through the HTTP proxy %s:%u%s", at ? at + 1 : addr, port,
+		   at ? " (with credentials)" : "");
+	return APS_OK;
+}
+
 int link__run(struct agent *a)
 {
+	char proxy[512];
 	struct lws_context_creation_info info;
 	struct lws_context *ctx;
 	struct link l;
@@ -752,6 +792,8 @@ int link__run(struct agent *a)
 	info.user = a;
 	info.timeout_secs = 30;
 	info.connect_timeout_secs = 20;
+	if (proxy_setup(a, &info, proxy, sizeof(proxy)))
+		goto out;
 	aps_log_route_lws();
 	ctx = lws_create_context(&info);
 	pthread_mutex_lock(&a->mu);

@@ -31,6 +31,10 @@ const struct aps_cfg_entry agent_run_cfg[] = {
 	{"erp-user", APS_CFG_STR, OPT(erp_user), 0, 128, NULL, 0, "the ERP user writes are made as"},
 	{"erp-password-file", APS_CFG_STR, OPT(erp_password_file), 0, 4096, NULL, 0,
 	 "a file holding that user's password (keep it mode 0600)"},
+	{"proxy", APS_CFG_STR, OPT(proxy), 0, 1024, NULL, 0,
+	 "HTTP proxy to the broker (CONNECT), HOST:PORT or http://[USER:PASS@]HOST:PORT; "
+	 "default: HTTPS_PROXY or HTTP_PROXY from the environment, unless NO_PROXY covers "
+	 "the broker"},
 	{"log-level", APS_CFG_STR, OPT(log_level), 0, 16, "notice", 1,
 	 "error, warn, notice, info or debug"},
 	{"reconnect-min", APS_CFG_INT, OPT(reconnect_min), 10, 600000, "1000", 0,
@@ -218,7 +222,8 @@ static void on_signal(int sig)
 int agent_run(struct agent_opts *opts)
 {
 	struct agent a;
-	char err[1024];
+	char err[1024], proxy[512];
+	unsigned proxy_port;
 	sigset_t block, old;
 	struct stat st;
 	int rc;
@@ -233,6 +238,11 @@ int agent_run(struct agent_opts *opts)
 	}
 	if (aps_compression_parse(opts->compression) < 0) {
 		fprintf(stderr, "apsync-agent run: --compression must be zstd, deflate or none\n");
+		return 2;
+	}
+	if (opts->proxy && *opts->proxy &&
+	    agent__parse_proxy(opts->proxy, proxy, sizeof(proxy), &proxy_port, err, sizeof(err))) {
+		fprintf(stderr, "apsync-agent run: --proxy: %s\n", err);
 		return 2;
 	}
 	if (opts->reconnect_min > opts->reconnect_max) {

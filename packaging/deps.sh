@@ -5,7 +5,7 @@
 #
 #   deps.sh                 what building, the demo and the base tests need
 #   deps.sh GROUP...        also the servers some tests start: tryton, gnucash,
-#                           odbc, postgres (the tests ask for them themselves)
+#                           odbc, postgres, proxy (the tests ask for them themselves)
 set -eu
 
 # Build: compiler, pkg-config and the libraries chosen for the project.
@@ -29,8 +29,9 @@ for group in "$@"; do
 	gnucash) EXTRA_PKGS="$EXTRA_PKGS gnucash python3-gnucash libdbd-sqlite3" ;;
 	odbc) EXTRA_PKGS="$EXTRA_PKGS unixodbc unixodbc-dev libsqliteodbc odbc-postgresql" ;;
 	postgres) EXTRA_PKGS="$EXTRA_PKGS postgresql postgresql-client libpq-dev" ;;
+	proxy) EXTRA_PKGS="$EXTRA_PKGS tinyproxy" ;;
 	*)
-		echo "deps.sh: unknown group '$group' (tryton, gnucash, odbc, postgres)" >&2
+		echo "deps.sh: unknown group '$group' (tryton, gnucash, odbc, postgres, proxy)" >&2
 		exit 2 ;;
 	esac
 done

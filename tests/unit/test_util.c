@@ -193,6 +193,40 @@ TEST(decimals_without_floats)
 	CHECK_EQ_STR(aps_dec_format(12345678, 0, out), "1235");
 }
 
+TEST(proxies)
+{
+	char addr[128], err[200];
+	unsigned port = 0;
+
+	CHECK_EQ_INT(agent__parse_proxy("proxy.corp:3128", addr, sizeof(addr), &port, err,
+					sizeof(err)),
+		     APS_OK);
+	CHECK_EQ_STR(addr, "proxy.corp");
+	CHECK_EQ_INT(port, 3128);
+	CHECK_EQ_INT(agent__parse_proxy("http://ap:s3cret@10.0.0.5:8080/", addr, sizeof(addr), &port,
+					err, sizeof(err)),
+		     APS_OK);
+	CHECK_EQ_STR(addr, "ap:s3cret@10.0.0.5");
+	CHECK_EQ_INT(port, 8080);
+	CHECK_EQ_INT(agent__parse_proxy("socks5://h:1080", addr, sizeof(addr), &port, err,
+					sizeof(err)),
+		     APS_ERR_INVAL);
+	CHECK(strstr(err, "only http://") != NULL);
+	CHECK_EQ_INT(agent__parse_proxy("proxy.corp", addr, sizeof(addr), &port, err, sizeof(err)),
+		     APS_ERR_INVAL);
+	CHECK_EQ_INT(agent__parse_proxy("proxy.corp:99999", addr, sizeof(addr), &port, err,
+					sizeof(err)),
+		     APS_ERR_INVAL);
+	CHECK_EQ_INT(agent__parse_proxy("evil host\r\n:80", addr, sizeof(addr), &port, err,
+					sizeof(err)),
+		     APS_ERR_INVAL);
+	CHECK(agent__no_proxy("localhost,.corp.example", "broker.corp.example"));
+	CHECK(agent__no_proxy("localhost, corp.example", "corp.example"));
+	CHECK(!agent__no_proxy("corp.example", "evilcorp.example"));
+	CHECK(agent__no_proxy("*", "anything"));
+	CHECK(!agent__no_proxy("", "broker.example"));
+}
+
 int main(void)
 {
 	RUN(time_format_and_parse);
@@ -203,6 +237,7 @@ int main(void)
 	RUN(broker_urls);
 	RUN(certificate_pins);
 	RUN(decimals_without_floats);
+	RUN(proxies);
 	return tap_done();
 }
 
