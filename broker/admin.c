@@ -19,6 +19,7 @@ struct admin_opts {
 	char *email;
 	char *role;
 	char *name;
+	char *password_file;
 	int64_t ttl;
 };
 
@@ -30,6 +31,8 @@ static const struct aps_cfg_entry admin_cfg[] = {
 	{"email", APS_CFG_STR, OPT(email), 0, 254, NULL, 0, "user e-mail address"},
 	{"role", APS_CFG_STR, OPT(role), 0, 64, NULL, 0, "user role (see below)"},
 	{"name", APS_CFG_STR, OPT(name), 0, 128, NULL, 0, "SyncTool name"},
+	{"password-file", APS_CFG_STR, OPT(password_file), 0, 4096, NULL, 0,
+	 "a file whose first line is the user's password (for web sign-in)"},
 	{"ttl", APS_CFG_INT, OPT(ttl), 1, 24 * 30, "24", 0,
 	 "hours an enrollment code stays valid"},
 	APS_CFG_END,
@@ -42,7 +45,11 @@ static void usage(FILE *f)
 	fprintf(f, "usage: apsync-broker admin --data DIR COMMAND [options]\n\n"
 		   "commands:\n"
 		   "  tenant create NAME\n"
-		   "  user create --tenant NAME --email E --role ROLE   prints an API token\n"
+		   "  user create --tenant NAME --email E --role ROLE [--password-file F]\n"
+		   "                                                    prints an API token\n"
+		   "  user password --tenant NAME --email E --password-file F\n"
+		   "                                                    sets the web sign-in "
+		   "password\n"
 		   "  synctool code --tenant NAME --name SYNCTOOL [--ttl HOURS]\n"
 		   "                                                    prints a one-time "
 		   "enrollment code\n"
@@ -97,6 +104,61 @@ static int cmd_tenant_create(struct store *s, const char *name)
 	return 0;
 }
 
+/* Reads the password file's first line and stores its hash for the user. */
+static int set_password(struct store *s, int64_t user_id, const char *file)
+{
+	char *text = NULL, hash[AUTH_HASH_LEN], why[128];
+	size_t len;
+	int rc;
+
+	rc = aps_read_file(file, AUTH_PASSWORD_MAX + 2, &text, &len);
+	if (rc) {
+		fprintf(stderr, "apsync-broker admin: cannot read %s: %s\n", file, aps_strerror(rc));
+		return 1;
+	}
+	text[strcspn(text, "\r\n")] = '\0';
+	if (!auth__password_ok(text, why, sizeof(why))) {
+		fprintf(stderr, "apsync-broker admin: %s: %s\n", file, why);
+		rc = 2;
+		goto out;
+	}
+	rc = auth__password_hash(text, hash);
+	if (!rc)
+		rc = store_password_set(s, user_id, hash, aps_now_ms());
+	if (rc) {
+		fprintf(stderr, "apsync-broker admin: cannot set the password: %s\n",
+			aps_strerror(rc));
+		rc = 1;
+	}
+out:
+	aps_wipe(text, len);
+	free(text);
+	return rc;
+}
+
+static int cmd_user_password(struct store *s, struct admin_opts *o)
+{
+	int64_t tenant_id, user_id;
+	int rc;
+
+	if (!need(o->tenant, "tenant") || !need(o->email, "email") ||
+	    !need(o->password_file, "password-file"))
+		return 2;
+	if (find_tenant(s, o->tenant, &tenant_id))
+		return 1;
+	rc = store_user_find(s, tenant_id, o->email, &user_id);
+	if (rc) {
+		fprintf(stderr, "apsync-broker admin: no user %s in tenant \"%s\"\n", o->email,
+			o->tenant);
+		return 1;
+	}
+	rc = set_password(s, user_id, o->password_file);
+	if (!rc)
+		fprintf(stderr, "password of %s in tenant \"%s\" set; their sessions ended\n",
+			o->email, o->tenant);
+	return rc;
+}
+
 static int cmd_user_create(struct store *s, struct admin_opts *o)
 {
 	char secret[AUTH_SECRET_LEN];
@@ -121,6 +183,10 @@ static int cmd_user_create(struct store *s, struct admin_opts *o)
 		rc = store_user_token_add(s, tenant_id, o->email, o->role, hash, &user_id);
 	if (rc) {
 		fprintf(stderr, "apsync-broker admin: cannot create the user: %s\n", aps_strerror(rc));
+		return 1;
+	}
+	if (o->password_file && set_password(s, user_id, o->password_file)) {
+		aps_wipe(secret, sizeof(secret));
 		return 1;
 	}
 	fprintf(stderr, "user %s (%s) in tenant \"%s\"; API token:\n", o->email, o->role,
@@ -235,6 +301,8 @@ int admin_main(int argc, char **argv)
 		rc = cmd_tenant_create(s, pos[2]);
 	else if (!strcmp(cmd, "user") && !strcmp(sub, "create") && npos == 2)
 		rc = cmd_user_create(s, &o);
+	else if (!strcmp(cmd, "user") && !strcmp(sub, "password") && npos == 2)
+		rc = cmd_user_password(s, &o);
 	else if (!strcmp(cmd, "synctool") && !strcmp(sub, "code") && npos == 2)
 		rc = cmd_synctool_code(s, &o);
 	else if (!strcmp(cmd, "synctool") && !strcmp(sub, "revoke") && npos == 2)

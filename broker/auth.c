@@ -1,10 +1,14 @@
 /* Secrets the broker hands out: API tokens ("apt_<secret>"), agent
- * credentials ("apsa_<agent id>_<secret>") and enrollment codes. Only the
- * SHA-256 of the secret part is stored; secrets carry 256 random bits and
- * codes 80, so a fast hash is the right one (no password stretching). */
+ * credentials ("apsa_<agent id>_<secret>"), web session ids and enrollment
+ * codes. Only the SHA-256 of the secret part is stored; secrets carry 256
+ * random bits and codes 80, so a fast hash is the right one (no password
+ * stretching). Passwords, chosen by people, are stretched with scrypt. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 
 #include "broker_internal.h"
 #include "err.h"
@@ -140,4 +144,107 @@ int auth__agent_credential(const char *cred, int64_t *agent_id, uint8_t hash[32]
 		return APS_ERR_AUTH;
 	aps_sha256(us + 1, slen, hash);
 	return APS_OK;
+}
+
+/* ---- passwords: scrypt through OpenSSL's EVP_PKEY KDF ---- */
+
+/* N = 2^15, r = 8, p = 1: 32 MiB and some 50 ms per hash on this kind of
+ * machine. The parameters are stored with each hash, so raising them later
+ * leaves the old hashes readable. */
+#define PW_LOG2N   15
+#define PW_R       8
+#define PW_P       1
+#define PW_SALT    16
+#define PW_KEY     32
+
+static int scrypt_derive(const char *pw, const uint8_t *salt, size_t saltlen, int log2n, int r,
+			 int p, uint8_t *key, size_t keylen)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_SCRYPT, NULL);
+	uint64_t n = (uint64_t)1 << log2n;
+	size_t outlen = keylen;
+	int ok;
+
+	ok = ctx && EVP_PKEY_derive_init(ctx) > 0 &&
+	     EVP_PKEY_CTX_set1_pbe_pass(ctx, pw, (int)strlen(pw)) > 0 &&
+	     EVP_PKEY_CTX_set1_scrypt_salt(ctx, salt, (int)saltlen) > 0 &&
+	     EVP_PKEY_CTX_set_scrypt_N(ctx, n) > 0 &&
+	     EVP_PKEY_CTX_set_scrypt_r(ctx, (uint64_t)r) > 0 &&
+	     EVP_PKEY_CTX_set_scrypt_p(ctx, (uint64_t)p) > 0 &&
+	     /* scrypt needs 128 r N bytes (and 128 r p); leave room */
+	     EVP_PKEY_CTX_set_scrypt_maxmem_bytes(ctx, 129ULL * (uint64_t)r * (n + (uint64_t)p) +
+							       (1u << 20)) > 0 &&
+	     EVP_PKEY_derive(ctx, key, &outlen) > 0 && outlen == keylen;
+	EVP_PKEY_CTX_free(ctx);
+	return ok ? APS_OK : APS_ERR_INTERNAL;
+}
+
+int auth__password_ok(const char *pw, char *why, size_t len)
+{
+	size_t n = strlen(pw);
+
+	if (n < AUTH_PASSWORD_MIN) {
+		snprintf(why, len, "a password has at least %d characters", AUTH_PASSWORD_MIN);
+		return 0;
+	}
+	if (n > AUTH_PASSWORD_MAX) {
+		snprintf(why, len, "a password has at most %d characters", AUTH_PASSWORD_MAX);
+		return 0;
+	}
+	return 1;
+}
+
+int auth__password_hash(const char *pw, char out[AUTH_HASH_LEN])
+{
+	uint8_t salt[PW_SALT], key[PW_KEY];
+	char salt_hex[2 * PW_SALT + 1], key_hex[2 * PW_KEY + 1];
+	int rc;
+
+	rc = aps_random(salt, sizeof(salt));
+	if (!rc)
+		rc = scrypt_derive(pw, salt, sizeof(salt), PW_LOG2N, PW_R, PW_P, key, sizeof(key));
+	if (rc)
+		return rc;
+	aps_hex(salt, sizeof(salt), salt_hex);
+	aps_hex(key, sizeof(key), key_hex);
+	snprintf(out, AUTH_HASH_LEN, "scrypt$%d$%d$%d$%s$%s", PW_LOG2N, PW_R, PW_P, salt_hex,
+		 key_hex);
+	aps_wipe(key, sizeof(key));
+	aps_wipe(key_hex, sizeof(key_hex));
+	return APS_OK;
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+	size_t i;
+	unsigned int v;
+
+	if (strlen(s) != 2 * n)
+		return APS_ERR_INVAL;
+	for (i = 0; i < n; i++) {
+		if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
+		    sscanf(s + 2 * i, "%2x", &v) != 1)
+			return APS_ERR_INVAL;
+		out[i] = (uint8_t)v;
+	}
+	return APS_OK;
+}
+
+int auth__password_verify(const char *pw, const char *stored)
+{
+	char salt_hex[2 * PW_SALT + 2], key_hex[2 * PW_KEY + 2];
+	uint8_t salt[PW_SALT], want[PW_KEY], got[PW_KEY];
+	int log2n, r, p, rc;
+
+	if (sscanf(stored, "scrypt$%d$%d$%d$%33[0-9a-f]$%65[0-9a-f]", &log2n, &r, &p, salt_hex,
+		   key_hex) != 5 ||
+	    log2n < 10 || log2n > 20 || r < 1 || r > 32 || p < 1 || p > 16 ||
+	    unhex(salt_hex, salt, sizeof(salt)) || unhex(key_hex, want, sizeof(want)))
+		return APS_ERR_INVAL;
+	rc = scrypt_derive(pw, salt, sizeof(salt), log2n, r, p, got, sizeof(got));
+	if (rc)
+		return rc;
+	rc = aps_ct_equal(got, want, sizeof(got)) ? APS_OK : APS_ERR_AUTH;
+	aps_wipe(got, sizeof(got));
+	return rc;
 }

@@ -104,11 +104,15 @@ struct http_req {
 	int body_expected;
 	int body_too_big;
 	struct store_user user;       /* valid after authentication */
+	int by_session;               /* authenticated by the session cookie */
+	uint8_t session_hash[32];     /* its id's SHA-256 */
+	char csrf[64];                /* its CSRF token */
 	/* response */
 	unsigned int status;
 	struct aps_buf resp;
 	size_t resp_off;
 	char location[128];
+	char set_cookie[256];
 	int responded;
 };
 
@@ -128,6 +132,10 @@ cJSON *http__body_json(struct http_req *r);
 const char *http__query(struct http_req *r, const char *name, char *buf, int len);
 /* 1 if the user's role may run syncs; otherwise replies 403 and returns 0. */
 int http__require_sync_role(struct http_req *r);
+/* 1 if the user is a System Administrator; otherwise replies 403, returns 0. */
+int http__require_admin(struct http_req *r);
+/* The web session's cookie. */
+#define HTTP_SESSION_COOKIE "apsync_session"
 
 /* API handlers (broker/api/) */
 void api_health(struct http_req *r, const int64_t *p);
@@ -141,6 +149,15 @@ void api_document_mark(struct http_req *r, const int64_t *p);
 void api_rules_list(struct http_req *r, const int64_t *p);
 void api_rules_add(struct http_req *r, const int64_t *p);
 void api_rules_delete(struct http_req *r, const int64_t *p);
+void api_openapi(struct http_req *r, const int64_t *p);
+void api_session_create(struct http_req *r, const int64_t *p);
+void api_session_end(struct http_req *r, const int64_t *p);
+void api_users_list(struct http_req *r, const int64_t *p);
+void api_users_create(struct http_req *r, const int64_t *p);
+void api_user_role(struct http_req *r, const int64_t *p);
+void api_user_password(struct http_req *r, const int64_t *p);
+void api_synctools_code(struct http_req *r, const int64_t *p);
+void api_synctools_revoke(struct http_req *r, const int64_t *p);
 
 /* ---- exports (broker/exports.c) ---- */
 
@@ -186,6 +203,15 @@ int auth__code_new(char out[20], uint8_t hash[32]);
 int auth__code_hash(const char *code, uint8_t hash[32]);
 /* Splits an agent credential "apsa_<id>_<secret>" and hashes the secret. */
 int auth__agent_credential(const char *cred, int64_t *agent_id, uint8_t hash[32]);
+/* Passwords: scrypt (OpenSSL), stored as "scrypt$LOG2N$R$P$SALT$KEY" (hex). */
+#define AUTH_PASSWORD_MIN 10
+#define AUTH_PASSWORD_MAX 1024
+#define AUTH_HASH_LEN     160
+/* 1 if a password is acceptable; otherwise 0 and why. */
+int auth__password_ok(const char *pw, char *why, size_t len);
+int auth__password_hash(const char *pw, char out[AUTH_HASH_LEN]);
+/* APS_OK if pw matches, APS_ERR_AUTH if not, APS_ERR_INVAL for a bad hash. */
+int auth__password_verify(const char *pw, const char *stored);
 
 /* ---- TLS material (broker/tls.c) ---- */
 

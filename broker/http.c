@@ -21,13 +21,26 @@ struct route {
 	int method;
 	const char *pattern; /* '#' matches a positive integer id, '*' one name */
 	api_fn fn;
-	int auth;            /* needs a Bearer token */
+	int auth;            /* needs a Bearer token or a session cookie */
 };
+
+/*
+ * Every route of the API. tests/integration/test_tenancy.py reads this table
+ * and calls each route across tenants and roles; test_web.py checks that the
+ * OpenAPI file (broker/web/openapi.json) describes each one.
+ */
 
 static const struct route routes[] = {
 	{WSI_TOKEN_GET_URI, "/api/v1/health", api_health, 0},
+	{WSI_TOKEN_GET_URI, "/api/v1/openapi.json", api_openapi, 0},
 	{WSI_TOKEN_POST_URI, "/api/v1/enroll", api_enroll, 0},
+	{WSI_TOKEN_POST_URI, "/api/v1/session", api_session_create, 0},
+	{WSI_TOKEN_POST_URI, "/api/v1/session/end", api_session_end, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/me", api_me, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/users", api_users_list, 1},
+	{WSI_TOKEN_POST_URI, "/api/v1/users", api_users_create, 1},
+	{WSI_TOKEN_POST_URI, "/api/v1/users/#/role", api_user_role, 1},
+	{WSI_TOKEN_POST_URI, "/api/v1/users/#/password", api_user_password, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/erps", api_erps, 1},
 	{WSI_TOKEN_POST_URI, "/api/v1/entities/#/exports", api_exports_create, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/documents", api_documents_list, 1},
@@ -38,6 +51,8 @@ static const struct route routes[] = {
 	{WSI_TOKEN_POST_URI, "/api/v1/rules", api_rules_add, 1},
 	{WSI_TOKEN_POST_URI, "/api/v1/rules/#/delete", api_rules_delete, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/synctools", api_synctools_list, 1},
+	{WSI_TOKEN_POST_URI, "/api/v1/synctools/codes", api_synctools_code, 1},
+	{WSI_TOKEN_POST_URI, "/api/v1/synctools/*/revoke", api_synctools_revoke, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/entities", api_entities_list, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/entities/#", api_entity_get, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/entities/#/lists", api_entity_lists, 1},
@@ -118,6 +133,10 @@ static void http_send(struct http_req *r, unsigned int status)
 	     lws_add_http_header_by_name(r->wsi, (const unsigned char *)"location:",
 					 (const unsigned char *)r->location,
 					 (int)strlen(r->location), &p, end)) ||
+	    (r->set_cookie[0] &&
+	     lws_add_http_header_by_name(r->wsi, (const unsigned char *)"set-cookie:",
+					 (const unsigned char *)r->set_cookie,
+					 (int)strlen(r->set_cookie), &p, end)) ||
 	    lws_finalize_write_http_header(r->wsi, start, &p, end)) {
 		r->responded = -1;
 		return;
@@ -200,16 +219,103 @@ int http__require_sync_role(struct http_req *r)
 	return 0;
 }
 
+int http__require_admin(struct http_req *r)
+{
+	if (!strcmp(r->user.role, "system_administrator"))
+		return 1;
+	http__reply_error(r, 403, "forbidden", "only a System Administrator may do this");
+	return 0;
+}
+
+/* Web sessions last 12 hours at most, and end after 2 idle hours. */
+#define SESSION_IDLE_MS (2 * 3600 * 1000LL)
+
+/* The session cookie's value, copied into out (NUL-terminated); 0 if none. */
+static int session_cookie(struct http_req *r, char *out, size_t len)
+{
+	static const char name[] = HTTP_SESSION_COOKIE "=";
+	char hdr[2048];
+	const char *p;
+	size_t n;
+
+	if (lws_hdr_copy(r->wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_COOKIE) <= 0)
+		return 0;
+	for (p = hdr; p && *p;) {
+		while (*p == ' ' || *p == ';')
+			p++;
+		if (!strncmp(p, name, sizeof(name) - 1)) {
+			p += sizeof(name) - 1;
+			n = strcspn(p, ";");
+			if (n == 0 || n >= len)
+				break;
+			memcpy(out, p, n);
+			out[n] = '\0';
+			aps_wipe(hdr, sizeof(hdr));
+			return 1;
+		}
+		p = strchr(p, ';');
+	}
+	aps_wipe(hdr, sizeof(hdr));
+	return 0;
+}
+
+/* A request signed in by cookie: state changes must carry the session's CSRF
+ * token in X-CSRF-Token (a page of another site cannot read it). */
+static int csrf_ok(struct http_req *r)
+{
+	static const char name[] = "x-csrf-token:";
+	char tok[96];
+	int n = lws_hdr_custom_length(r->wsi, name, (int)sizeof(name) - 1);
+
+	if (r->method == WSI_TOKEN_GET_URI)
+		return 1;
+	if (n <= 0 || n >= (int)sizeof(tok) ||
+	    lws_hdr_custom_copy(r->wsi, tok, sizeof(tok), name, (int)sizeof(name) - 1) < 0 ||
+	    strlen(tok) != strlen(r->csrf) || !aps_ct_equal(tok, r->csrf, strlen(tok))) {
+		http__reply_error(r, 403, "csrf",
+				  "this request needs the session's X-CSRF-Token header (from "
+				  "sign-in or GET /api/v1/me)");
+		return 0;
+	}
+	return 1;
+}
+
+static int authenticate_session(struct http_req *r, const char *sid)
+{
+	int rc;
+
+	aps_sha256(sid, strlen(sid), r->session_hash);
+	rc = store_session_auth(r->b->store, r->session_hash, aps_now_ms(), SESSION_IDLE_MS,
+				&r->user, r->csrf, sizeof(r->csrf));
+	if (rc == APS_ERR_DB) {
+		http__reply_error(r, 503, "unavailable", "the broker's store is not answering");
+		return 0;
+	}
+	if (rc) {
+		http__reply_error(r, 401, "unauthorized",
+				  "your session has ended; sign in again");
+		return 0;
+	}
+	r->by_session = 1;
+	return csrf_ok(r);
+}
+
 static int authenticate(struct http_req *r)
 {
-	char hdr[300];
+	char hdr[300], sid[96];
 	uint8_t hash[32];
 	int n, rc;
 
 	n = lws_hdr_copy(r->wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
+	if (n <= 0 && session_cookie(r, sid, sizeof(sid))) {
+		rc = authenticate_session(r, sid);
+		aps_wipe(sid, sizeof(sid));
+		return rc;
+	}
 	if (n <= 7 || strncasecmp(hdr, "Bearer ", 7)) {
 		http__reply_error(r, 401, "unauthorized",
-				  "send an API token as \"Authorization: Bearer apt_…\"");
+				  "sign in, or send an API token as \"Authorization: Bearer "
+				  "apt_…\"");
 		return 0;
 	}
 	rc = auth__api_token(hdr + 7, hash);

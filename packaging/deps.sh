@@ -5,7 +5,7 @@
 #
 #   deps.sh                 what building, the demo and the base tests need
 #   deps.sh GROUP...        also the servers some tests start: tryton, gnucash,
-#                           odbc, postgres, proxy (the tests ask for them themselves)
+#                           odbc, postgres, proxy, chromium (the tests ask for them themselves)
 set -eu
 
 # Build: compiler, pkg-config and the libraries chosen for the project.
@@ -30,8 +30,13 @@ for group in "$@"; do
 	odbc) EXTRA_PKGS="$EXTRA_PKGS unixodbc unixodbc-dev libsqliteodbc odbc-postgresql" ;;
 	postgres) EXTRA_PKGS="$EXTRA_PKGS postgresql postgresql-client libpq-dev" ;;
 	proxy) EXTRA_PKGS="$EXTRA_PKGS tinyproxy" ;;
+	# The web page's tests drive Debian's Chromium headless (Playwright from npm).
+	# npm comes with some nodejs builds (NodeSource's conflicts with Debian's npm).
+	chromium)
+		EXTRA_PKGS="$EXTRA_PKGS chromium nodejs fonts-dejavu-core"
+		command -v npm >/dev/null 2>&1 || EXTRA_PKGS="$EXTRA_PKGS npm" ;;
 	*)
-		echo "deps.sh: unknown group '$group' (tryton, gnucash, odbc, postgres, proxy)" >&2
+		echo "deps.sh: unknown group '$group' (tryton, gnucash, odbc, postgres, chromium, proxy)" >&2
 		exit 2 ;;
 	esac
 done

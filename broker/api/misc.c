@@ -1,5 +1,6 @@
-/* /api/v1/health, /api/v1/me and /api/v1/enroll. */
+/* /api/v1/health, /api/v1/openapi.json and /api/v1/enroll. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "apsync_proto.h"
@@ -18,16 +19,24 @@ void api_health(struct http_req *r, const int64_t *p)
 	http__reply_json(r, 200, o);
 }
 
-void api_me(struct http_req *r, const int64_t *p)
+/* GET /api/v1/openapi.json: the API's description, a file of the web page. */
+void api_openapi(struct http_req *r, const int64_t *p)
 {
-	cJSON *o = cJSON_CreateObject();
+	char path[4096], *text = NULL;
+	size_t len;
+	cJSON *doc = NULL;
 
-	cJSON_AddNumberToObject(o, "id", (double)r->user.id);
-	cJSON_AddStringToObject(o, "email", r->user.email);
-	cJSON_AddStringToObject(o, "role", r->user.role);
-	cJSON_AddStringToObject(o, "tenant", r->user.tenant);
-	cJSON_AddBoolToObject(o, "may_sync", auth__role_may_sync(r->user.role));
-	http__reply_json(r, 200, o);
+	(void)p;
+	if (!aps_path_join(path, sizeof(path), r->b->opts->web_root, "openapi.json") &&
+	    !aps_read_file(path, 4 << 20, &text, &len))
+		doc = cJSON_ParseWithLength(text, len);
+	free(text);
+	if (!doc) {
+		http__reply_error(r, 404, "not_found", "this broker has no openapi.json in %s",
+				  r->b->opts->web_root);
+		return;
+	}
+	http__reply_json(r, 200, doc);
 }
 
 /* Failed enrollments are throttled broker-wide: codes carry 80 random bits,

@@ -1,9 +1,11 @@
-/* /api/v1/synctools and /api/v1/entities. */
+/* /api/v1/synctools (list, enrollment codes, revoke) and /api/v1/entities. */
+#include <stdio.h>
 #include <string.h>
 
 #include "batch.h"
 #include "broker_internal.h"
 #include "err.h"
+#include "log.h"
 #include "util.h"
 
 void api_synctools_list(struct http_req *r, const int64_t *p)
@@ -16,6 +18,106 @@ void api_synctools_list(struct http_req *r, const int64_t *p)
 	}
 	o = cJSON_CreateObject();
 	cJSON_AddItemToObject(o, "synctools", list);
+	http__reply_json(r, 200, o);
+}
+
+static int synctool_name_ok(const char *name)
+{
+	const unsigned char *c;
+
+	if (!name || !name[0] || strlen(name) > 128)
+		return 0;
+	for (c = (const unsigned char *)name; *c; c++)
+		if (*c < 0x20 || *c == 0x7f || *c == '/')
+			return 0;
+	return 1;
+}
+
+/* POST /api/v1/synctools/codes {"name", "ttl_hours"?}: a one-time enrollment
+ * code for a SyncTool of the tenant (System Administrators). */
+void api_synctools_code(struct http_req *r, const int64_t *p)
+{
+	char code[20], when[APS_TIME_LEN];
+	uint8_t hash[32];
+	const char *name;
+	const cJSON *ttl;
+	int64_t hours = 24, expires;
+	cJSON *body, *o;
+
+	(void)p;
+	if (!http__require_admin(r))
+		return;
+	body = http__body_json(r);
+	if (!body)
+		return;
+	name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "name"));
+	ttl = cJSON_GetObjectItemCaseSensitive(body, "ttl_hours");
+	if (!synctool_name_ok(name)) {
+		http__reply_error(r, 400, "bad_request",
+				  "\"name\" is the SyncTool's name: 1 to 128 characters, no '/'");
+		goto out;
+	}
+	if (ttl && !cJSON_IsNull(ttl)) {
+		if (!cJSON_IsNumber(ttl) || ttl->valuedouble < 1 || ttl->valuedouble > 720) {
+			http__reply_error(r, 400, "bad_request", "\"ttl_hours\" is 1 to 720");
+			goto out;
+		}
+		hours = (int64_t)ttl->valuedouble;
+	}
+	expires = aps_now_ms() + hours * 3600 * 1000;
+	if (auth__code_new(code, hash) ||
+	    store_code_create(r->b->store, r->user.tenant_id, name, hash, expires)) {
+		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
+		goto out;
+	}
+	log_notice("enrollment code for SyncTool \"%s\" of tenant \"%s\" made by %s", name,
+		   r->user.tenant, r->user.email);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "synctool", name);
+	cJSON_AddStringToObject(o, "code", code);
+	cJSON_AddStringToObject(o, "expires_at", aps_time_iso(expires, when));
+	http__reply_json(r, 201, o);
+	aps_wipe(code, sizeof(code));
+out:
+	cJSON_Delete(body);
+}
+
+/* POST /api/v1/synctools/NAME/revoke: the agent's credential stops working;
+ * a connected agent is dropped within a heartbeat. */
+void api_synctools_revoke(struct http_req *r, const int64_t *p)
+{
+	static const char prefix[] = "/api/v1/synctools/";
+	char name[200];
+	const char *start = r->path + sizeof(prefix) - 1, *slash = strchr(start, '/');
+	int64_t agent_id;
+	cJSON *o;
+	int rc;
+
+	(void)p;
+	if (!http__require_admin(r))
+		return;
+	if (!slash || slash - start >= (int)sizeof(name)) {
+		http__reply_error(r, 404, "not_found", "no such SyncTool");
+		return;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(slash - start), start);
+	rc = store_agent_revoke(r->b->store, r->user.tenant_id, name, "revoked by an administrator",
+				aps_now_ms(), &agent_id);
+	if (rc == APS_ERR_NOTFOUND) {
+		http__reply_error(r, 404, "not_found", "no enrolled SyncTool of that name in your "
+						       "tenant");
+		return;
+	}
+	if (rc) {
+		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
+		return;
+	}
+	log_notice("SyncTool \"%s\" (agent %lld) of tenant \"%s\" revoked by %s", name,
+		   (long long)agent_id, r->user.tenant, r->user.email);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "synctool", name);
+	cJSON_AddNumberToObject(o, "agent_id", (double)agent_id);
+	cJSON_AddBoolToObject(o, "revoked", 1);
 	http__reply_json(r, 200, o);
 }
 

@@ -208,6 +208,21 @@ static const struct aps_migration migrations[] = {
 	    " created_by TEXT,"
 	    " created_at INTEGER NOT NULL,"
 	    " UNIQUE(tenant_id, kind, value));"},
+	/* Password sign-in (users.c): a KDF hash per user, and web sessions
+	 * known by the SHA-256 of their cookie, each with its CSRF token. */
+	{5, "CREATE TABLE passwords("
+	    " user_id INTEGER PRIMARY KEY REFERENCES users(id),"
+	    " hash TEXT NOT NULL,"           /* scrypt$LOG2N$R$P$SALT$KEY (hex) */
+	    " updated_at INTEGER NOT NULL);"
+	    "CREATE TABLE sessions("
+	    " id INTEGER PRIMARY KEY,"
+	    " id_hash BLOB NOT NULL UNIQUE,"
+	    " user_id INTEGER NOT NULL REFERENCES users(id),"
+	    " csrf TEXT NOT NULL,"
+	    " created_at INTEGER NOT NULL,"
+	    " last_used INTEGER NOT NULL,"
+	    " expires_at INTEGER NOT NULL);"
+	    "CREATE INDEX sessions_user ON sessions(user_id);"},
 };
 
 /* Statements used on hot or frequent paths, prepared once per connection. */

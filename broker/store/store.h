@@ -51,6 +51,31 @@ int store_user_token_add(struct store *s, int64_t tenant_id, const char *email, 
 			 const uint8_t token_hash[32], int64_t *user_id);
 int store_token_auth(struct store *s, const uint8_t token_hash[32], struct store_user *u);
 
+/* ---- users, passwords, web sessions (users.c) ---- */
+
+/* Creates the user or changes their role. */
+int store_user_upsert(struct store *s, int64_t tenant_id, const char *email, const char *role,
+		      int64_t now, int64_t *user_id);
+int store_user_find(struct store *s, int64_t tenant_id, const char *email, int64_t *user_id);
+/* Sets a user's password hash (auth.c's format); ends the user's sessions. */
+int store_password_set(struct store *s, int64_t user_id, const char *hash, int64_t now);
+/* The password hash of the user (tenant by name); APS_ERR_NOTFOUND when the
+ * user or their password does not exist. */
+int store_password_get(struct store *s, const char *tenant, const char *email, int64_t *user_id,
+		       char *hash, size_t len);
+int store_session_create(struct store *s, int64_t user_id, const uint8_t id_hash[32],
+			 const char *csrf, int64_t now, int64_t expires_at);
+/* The user of a live session (not expired, used within idle_ms) and its
+ * CSRF token; APS_ERR_AUTH otherwise. */
+int store_session_auth(struct store *s, const uint8_t id_hash[32], int64_t now, int64_t idle_ms,
+		       struct store_user *u, char *csrf, size_t csrf_len);
+int store_session_end(struct store *s, const uint8_t id_hash[32]);
+cJSON *store_users_list(struct store *s, int64_t tenant_id);
+/* One user of the tenant; NULL if not found. */
+cJSON *store_user_get(struct store *s, int64_t tenant_id, int64_t user_id);
+int store_user_role_set(struct store *s, int64_t tenant_id, int64_t user_id, const char *role);
+int store_admins_count(struct store *s, int64_t tenant_id, int64_t *n);
+
 /* ---- enrollment and agents ---- */
 
 struct store_agent {
