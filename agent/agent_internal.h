@@ -88,6 +88,9 @@ struct agent_opts {
 
 extern const struct aps_cfg_entry agent_run_cfg[];
 
+/* apsync-agent doctor (agent/doctor.c): 0 when nothing is wrong, 1 otherwise. */
+int agent_doctor(struct agent_opts *o, const char *config);
+
 /* ---- state database (agent/state.c) ---- */
 
 /* Opens DIR/state.db (outbox, jobs, session counters), creating it. */

@@ -161,6 +161,7 @@ static void usage(FILE *f)
 		   "  apsync-agent demo-erp --out PATH [--rows N] [--seed S]\n"
 		   "  apsync-agent erp --erp SCHEME:TARGET [--company C --list L]\n"
 		   "  apsync-agent export --erp SCHEME:TARGET --company C --file DOC.json\n"
+		   "  apsync-agent doctor --state DIR --erp SCHEME:TARGET [options]\n"
 		   "  apsync-agent --version\n\n"
 		   "`apsync-agent COMMAND --help` lists a command's options.\n",
 		APSYNC_VERSION);
@@ -639,6 +640,42 @@ out:
 	return rc;
 }
 
+/* `apsync-agent doctor`: the run options, checked one by one. */
+static int cmd_doctor(int argc, char **argv)
+{
+	struct agent_opts o;
+	const char *config = NULL;
+	int rc, i;
+
+	memset(&o, 0, sizeof(o));
+	if (wants_help(argc, argv)) {
+		printf("usage: apsync-agent doctor --state DIR --erp SCHEME:TARGET [--config FILE] "
+		       "[options]\n\n"
+		       "Checks, with the same options as `run`, what the SyncTool needs and explains "
+		       "each\nfailure with a fix: the configuration, the state directory and "
+		       "credential, the\nbroker (name, route or proxy, TLS and its certificate, the "
+		       "broker, the credential)\nand the ERP (its companies, lists and writes). It "
+		       "changes nothing.\nExit 0: no problem; 1: a problem; 2: the options themselves."
+		       "\n\noptions:\n");
+		aps_cfg_help(agent_run_cfg, stdout);
+		return 0;
+	}
+	for (i = 0; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--config"))
+			config = argv[i + 1];
+	rc = parse("doctor", agent_run_cfg, &o, argc, argv);
+	if (!rc && !o.state) {
+		fprintf(stderr, "apsync-agent doctor: needs --state DIR (and --erp to check the ERP)\n");
+		rc = 2;
+	}
+	if (!rc) {
+		aps_log_init("agent", APS_LOG_ERROR);
+		rc = agent_doctor(&o, config);
+	}
+	aps_cfg_free(agent_run_cfg, &o);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	aps_arena_hooks_install();
@@ -662,6 +699,8 @@ int main(int argc, char **argv)
 		return cmd_erp(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "export"))
 		return cmd_export(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "doctor"))
+		return cmd_doctor(argc - 2, argv + 2);
 	fprintf(stderr, "apsync-agent: unknown command \"%s\"\n\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -141,6 +141,7 @@ int http__require_admin(struct http_req *r);
 void api_health(struct http_req *r, const int64_t *p);
 void api_me(struct http_req *r, const int64_t *p);
 void api_erps(struct http_req *r, const int64_t *p);
+void api_agent_check(struct http_req *r, const int64_t *p);
 void api_exports_create(struct http_req *r, const int64_t *p);
 void api_documents_list(struct http_req *r, const int64_t *p);
 void api_document_get(struct http_req *r, const int64_t *p);

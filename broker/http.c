@@ -34,6 +34,7 @@ static const struct route routes[] = {
 	{WSI_TOKEN_GET_URI, "/api/v1/health", api_health, 0},
 	{WSI_TOKEN_GET_URI, "/api/v1/openapi.json", api_openapi, 0},
 	{WSI_TOKEN_POST_URI, "/api/v1/enroll", api_enroll, 0},
+	{WSI_TOKEN_POST_URI, "/api/v1/agent/check", api_agent_check, 0},
 	{WSI_TOKEN_POST_URI, "/api/v1/session", api_session_create, 0},
 	{WSI_TOKEN_POST_URI, "/api/v1/session/end", api_session_end, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/me", api_me, 1},

@@ -40,7 +40,8 @@ SYNC_ROUTES = {"/api/v1/syncs", "/api/v1/syncs/all", "/api/v1/syncs/#/cancel",
 ADMIN_ROUTES = {"/api/v1/users", "/api/v1/users/#/role", "/api/v1/users/#/password",
                 "/api/v1/synctools/codes", "/api/v1/synctools/*/revoke", "/api/v1/rules",
                 "/api/v1/rules/#/delete"}
-SESSION_ROUTES = {"/api/v1/session", "/api/v1/session/end", "/api/v1/enroll"}
+SESSION_ROUTES = {"/api/v1/session", "/api/v1/session/end", "/api/v1/enroll",
+                  "/api/v1/agent/check"}
 ADMIN_GETS = {"/api/v1/users"}
 
 
