@@ -10,6 +10,7 @@ the same ERP file, store, API token and enrolled agent. The broker listens on
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -28,6 +29,7 @@ CERT = os.path.join(BROKER_DATA, "tls", "cert.pem")
 STATE = os.path.join(DIR, "agent")
 ERP = os.path.join(DIR, "erp.db")
 TOKEN_FILE = os.path.join(DIR, "api-token")
+PASSWORD_FILE = os.path.join(DIR, "password")
 
 procs = []
 
@@ -165,6 +167,14 @@ def main():
         say("user ap@demo.test (System Administrator) created; API token in %s" % TOKEN_FILE)
     with open(TOKEN_FILE) as f:
         token = f.read().strip()
+    if not os.path.exists(PASSWORD_FILE):
+        # the web page signs in with a password: a random one, kept for the user
+        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (secrets.token_urlsafe(12) + "\n").encode())
+        os.close(fd)
+        admin("user", "password", "--tenant", "demo", "--email", "ap@demo.test",
+              "--password-file", PASSWORD_FILE)
+        say("password of ap@demo.test for the web page in %s" % PASSWORD_FILE)
 
     if os.path.exists(os.path.join(STATE, "credential.json")):
         say("SyncTool: reusing the enrolled agent in %s" % STATE)
@@ -214,6 +224,7 @@ def main():
 
     print()
     say("web page:   https://127.0.0.1:%d/  (self-signed certificate: %s)" % (PORT, CERT))
+    say("sign in:    company demo, ap@demo.test, the password in %s" % PASSWORD_FILE)
     say("API token:  %s" % TOKEN_FILE)
     say("try:        curl --cacert %s -H \"Authorization: Bearer $(cat %s)\" "
         "https://127.0.0.1:%d/api/v1/syncs/%d" % (CERT, TOKEN_FILE, PORT, jobs[0][1]))
