@@ -450,7 +450,7 @@ TEST(identity)
 	for (i = 0; i < id->ncompanies; i++) {
 		CHECK_EQ_STR(id->companies[i].currency, "USD");
 		CHECK_EQ_STR(id->companies[i].po_types, "standard,drop_ship");
-		CHECK_EQ_INT(id->companies[i].nlists, 11);
+		CHECK_EQ_INT(id->companies[i].nlists, 12); /* every list, payments included */
 		for (j = 0; j < id->companies[i].nlists; j++)
 			CHECK(erp_list_find(id->companies[i].lists[j]) != NULL);
 	}
@@ -481,7 +481,8 @@ TEST(count_and_key_paging)
 			rows = read_all(e, cos[c], l->name, ERP_ORDER_KEY, NULL, NULL, PAGE, &ok);
 			n = cJSON_GetArraySize(rows);
 			CHECK(ok);
-			CHECK(n > 0);
+			/* a new file holds no payments yet: apsync's exports make them */
+			CHECK(n > 0 || !strcmp(l->name, "payments"));
 			CHECK_EQ_INT(count_of(e, cos[c], l->name), n);
 			scol = erp_list_col(l, "status");
 			ccol = erp_list_col(l, "created_at");
