@@ -143,6 +143,8 @@ void api_me(struct http_req *r, const int64_t *p);
 void api_erps(struct http_req *r, const int64_t *p);
 void api_agent_check(struct http_req *r, const int64_t *p);
 void api_exports_create(struct http_req *r, const int64_t *p);
+void api_export_runs(struct http_req *r, const int64_t *p);
+void api_export_run_get(struct http_req *r, const int64_t *p);
 void api_documents_list(struct http_req *r, const int64_t *p);
 void api_document_get(struct http_req *r, const int64_t *p);
 void api_document_retry(struct http_req *r, const int64_t *p);

@@ -44,6 +44,8 @@ static const struct route routes[] = {
 	{WSI_TOKEN_POST_URI, "/api/v1/users/#/password", api_user_password, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/erps", api_erps, 1},
 	{WSI_TOKEN_POST_URI, "/api/v1/entities/#/exports", api_exports_create, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/exports", api_export_runs, 1},
+	{WSI_TOKEN_GET_URI, "/api/v1/exports/#", api_export_run_get, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/documents", api_documents_list, 1},
 	{WSI_TOKEN_GET_URI, "/api/v1/documents/#", api_document_get, 1},
 	{WSI_TOKEN_POST_URI, "/api/v1/documents/#/retry", api_document_retry, 1},

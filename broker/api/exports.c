@@ -62,7 +62,7 @@ void api_exports_create(struct http_req *r, const int64_t *p)
 	const cJSON *docs, *d, *dry;
 	cJSON *body, *res = NULL, *arr, *o, *rules = NULL, *ent;
 	char *old = NULL, *text = NULL;
-	int64_t agent_id = 0, id, now = aps_now_ms();
+	int64_t agent_id = 0, id, run_id = 0, last_new = 0, now = aps_now_ms();
 	const char *status;
 	int old_status, rc, dry_run, n = 0, queued = 0;
 
@@ -193,6 +193,26 @@ void api_exports_create(struct http_req *r, const int64_t *p)
 		if (why[0])
 			cJSON_AddStringToObject(o, "reason", why);
 		queued += !strcmp(status, "queued");
+		/* the request's new documents make one export run */
+		if (!run_id && store_export_run_create(r->b->store, r->user.tenant_id, p[0],
+						       r->user.email, now, &run_id))
+			rc = APS_ERR_DB;
+		else
+			rc = store_export_run_add(r->b->store, run_id, id);
+		if (rc) {
+			store_rollback(r->b->store);
+			http__reply_error(r, 500, "internal", "the store failed");
+			goto out;
+		}
+		last_new = id;
+	}
+	if (!dry_run && run_id) {
+		cJSON_AddNumberToObject(res, "run", (double)run_id);
+		if (store_export_run_refresh(r->b->store, last_new, now)) {
+			store_rollback(r->b->store);
+			http__reply_error(r, 500, "internal", "the store failed");
+			goto out;
+		}
 	}
 	if (!dry_run) {
 		text = cJSON_PrintUnformatted(res);
@@ -444,4 +464,40 @@ void api_rules_delete(struct http_req *r, const int64_t *p)
 	}
 	rules_changed(r);
 	http__reply_json(r, 200, cJSON_CreateObject());
+}
+
+void api_export_runs(struct http_req *r, const int64_t *p)
+{
+	char ebuf[24], lbuf[24];
+	const char *entity = http__query(r, "entity", ebuf, sizeof(ebuf));
+	const char *limit = http__query(r, "limit", lbuf, sizeof(lbuf));
+	int64_t eid = 0, lim = 10;
+	cJSON *runs, *o;
+
+	(void)p;
+	if ((entity && aps_parse_i64(entity, 1, INT64_MAX, &eid)) ||
+	    (limit && aps_parse_i64(limit, 1, 200, &lim))) {
+		http__reply_error(r, 400, "bad_request", "filters: entity=ID, limit=1..200");
+		return;
+	}
+	runs = store_export_runs(r->b->store, r->user.tenant_id, eid, (int)lim);
+	if (!runs) {
+		http__reply_error(r, 500, "internal", "the store failed");
+		return;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddItemToObject(o, "runs", runs);
+	http__reply_json(r, 200, o);
+}
+
+void api_export_run_get(struct http_req *r, const int64_t *p)
+{
+	cJSON *run = store_export_run_get(r->b->store, r->user.tenant_id, p[0]);
+
+	if (!run) {
+		http__reply_error(r, 404, "not_found", "no export run %lld in your tenant",
+				  (long long)p[0]);
+		return;
+	}
+	http__reply_json(r, 200, run);
 }

@@ -203,7 +203,9 @@ int store_doc_status(struct store *s, int64_t id, const char *status, const char
 	sqlite3_bind_int64(st, 4, now);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
+	if (rc != SQLITE_DONE)
+		return sqlstore__db_error(s);
+	return store_export_run_refresh(s, id, now);
 }
 
 int store_doc_retry(struct store *s, int64_t tenant_id, int64_t id, int64_t now,
@@ -226,7 +228,7 @@ int store_doc_retry(struct store *s, int64_t tenant_id, int64_t id, int64_t now,
 		*agent_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (rc == SQLITE_ROW)
-		return APS_OK;
+		return store_export_run_refresh(s, id, now);
 	return rc == SQLITE_DONE ? APS_ERR_CONFLICT : sqlstore__db_error(s);
 }
 
@@ -251,7 +253,9 @@ int store_doc_mark_exported(struct store *s, int64_t tenant_id, int64_t id, cons
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return sqlstore__db_error(s);
-	return sqlite3_changes(s->db) ? APS_OK : APS_ERR_CONFLICT;
+	if (!sqlite3_changes(s->db))
+		return APS_ERR_CONFLICT;
+	return store_export_run_refresh(s, id, now);
 }
 
 /* Queued documents of this agent, and failed ones whose retry is due, go out
@@ -398,7 +402,9 @@ int store_doc_result(struct store *s, int64_t agent_id, const cJSON *body, int64
 	sqlite3_bind_int64(st, 11, now);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
+	if (rc != SQLITE_DONE)
+		return sqlstore__db_error(s);
+	return store_export_run_refresh(s, (int64_t)doc->valuedouble, now);
 }
 
 /* A column of a stored item, by name, through its column list. */
@@ -587,4 +593,214 @@ int store_rule_delete(struct store *s, int64_t tenant_id, int64_t id)
 	if (rc != SQLITE_DONE)
 		return sqlstore__db_error(s);
 	return sqlite3_changes(s->db) ? APS_OK : APS_ERR_NOTFOUND;
+}
+
+/* ---- export runs ---- */
+
+int store_export_run_create(struct store *s, int64_t tenant_id, int64_t entity_id,
+			    const char *by, int64_t now, int64_t *id)
+{
+	sqlite3_stmt *st = sqlstore__prepare(s, "INSERT INTO export_runs(tenant_id, entity_id, "
+					       "status, created_by, created_at) VALUES(?1, ?2, "
+					       "'running', ?3, ?4)");
+	int rc;
+
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, tenant_id);
+	sqlite3_bind_int64(st, 2, entity_id);
+	aps_db_bind_text(st, 3, by);
+	sqlite3_bind_int64(st, 4, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sqlstore__db_error(s);
+	*id = sqlite3_last_insert_rowid(s->db);
+	return APS_OK;
+}
+
+int store_export_run_add(struct store *s, int64_t run_id, int64_t doc_id)
+{
+	int rc = sqlstore__exec_bind2(s, "UPDATE documents SET run_id=?2 WHERE id=?1", doc_id,
+				      run_id);
+
+	if (!rc)
+		rc = sqlstore__exec_bind2(s, "UPDATE export_runs SET documents=documents+1 WHERE "
+					     "id=?1 OR ?2<0",
+					  run_id, 0);
+	return rc;
+}
+
+static int run_log(struct store *s, int64_t run_id, int64_t now, const char *level,
+		   const char *msg)
+{
+	sqlite3_stmt *st = sqlstore__prepare(s, "INSERT INTO export_run_log(run_id, ts, level, "
+					       "message) VALUES(?1, ?2, ?3, ?4)");
+	int rc;
+
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, level, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, msg, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? APS_OK : sqlstore__db_error(s);
+}
+
+/*
+ * A run ends when none of its documents is queued or in progress any more:
+ * success when all went into the ERP, failed when none did, partial
+ * otherwise, its log naming each document that did not and why. A document
+ * retried later reopens the run, and ends it again.
+ */
+int store_export_run_refresh(struct store *s, int64_t doc_id, int64_t now)
+{
+	sqlite3_stmt *st;
+	int64_t run_id = 0, total = 0, ok = 0, open_ = 0;
+	char status_was[16] = "", msg[700];
+	const char *status;
+	int rc;
+
+	st = sqlstore__prepare(s, "SELECT r.id, r.status, count(d.id), count(d.id) FILTER (WHERE "
+				  "d.status='success'), count(d.id) FILTER (WHERE d.status IN "
+				  "('queued', 'in_progress')) FROM documents x JOIN export_runs r ON "
+				  "r.id=x.run_id JOIN documents d ON d.run_id=r.id WHERE x.id=?1 "
+				  "GROUP BY r.id");
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, doc_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		run_id = sqlite3_column_int64(st, 0);
+		snprintf(status_was, sizeof(status_was), "%s", sqlite3_column_text(st, 1));
+		total = sqlite3_column_int64(st, 2);
+		ok = sqlite3_column_int64(st, 3);
+		open_ = sqlite3_column_int64(st, 4);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return APS_OK; /* not part of a run */
+	if (rc != SQLITE_ROW)
+		return sqlstore__db_error(s);
+	status = open_ ? "running" : ok == total ? "success" : ok ? "partial" : "failed";
+	if (!strcmp(status, status_was))
+		return APS_OK;
+	st = sqlstore__prepare(s, "UPDATE export_runs SET status=?2, finished_at=?3 WHERE id=?1");
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+	if (!open_)
+		sqlite3_bind_int64(st, 3, now);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return sqlstore__db_error(s);
+	if (open_)
+		return run_log(s, run_id, now, "info", "a document goes out again: the run goes on");
+	/* The documents that did not go into the ERP, by name, with why. */
+	st = sqlstore__prepare(s, "SELECT id, type, natural_key, vendor, status, coalesce(reason, "
+				  "'') FROM documents WHERE run_id=?1 AND status<>'success' ORDER BY "
+				  "id");
+	if (!st)
+		return APS_ERR_DB;
+	sqlite3_bind_int64(st, 1, run_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		snprintf(msg, sizeof(msg), "document %lld, %s %s of vendor %s: %s%s%.500s",
+			 (long long)sqlite3_column_int64(st, 0), sqlite3_column_text(st, 1),
+			 sqlite3_column_text(st, 2), sqlite3_column_text(st, 3),
+			 sqlite3_column_text(st, 4), *sqlite3_column_text(st, 5) ? ": " : "",
+			 sqlite3_column_text(st, 5));
+		if (run_log(s, run_id, now, "warn", msg))
+			break;
+	}
+	sqlite3_finalize(st);
+	snprintf(msg, sizeof(msg), "export run ended %s: %lld of %lld document%s in the ERP",
+		 status, (long long)ok, (long long)total, total == 1 ? "" : "s");
+	return run_log(s, run_id, now, strcmp(status, "success") ? "warn" : "info", msg);
+}
+
+static void run_json_fields(cJSON *o, sqlite3_stmt *st)
+{
+	cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
+	cJSON_AddNumberToObject(o, "entity", (double)sqlite3_column_int64(st, 1));
+	cJSON_AddStringToObject(o, "entity_code", (const char *)sqlite3_column_text(st, 2));
+	cJSON_AddStringToObject(o, "status", (const char *)sqlite3_column_text(st, 3));
+	cJSON_AddNumberToObject(o, "documents", (double)sqlite3_column_int64(st, 4));
+	sqlstore__add_opt(o, "created_by", st, 5);
+	add_time(o, "created_at", st, 6);
+	add_time(o, "finished_at", st, 7);
+}
+
+#define RUN_COLS                                                                           \
+	"r.id, r.entity_id, e.code, r.status, r.documents, r.created_by, r.created_at, "     \
+	"r.finished_at"
+
+cJSON *store_export_runs(struct store *s, int64_t tenant_id, int64_t entity_id, int limit)
+{
+	sqlite3_stmt *st = sqlstore__prepare(s, "SELECT " RUN_COLS " FROM export_runs r JOIN "
+					       "entities e ON e.id=r.entity_id WHERE "
+					       "r.tenant_id=?1 AND (?2=0 OR r.entity_id=?2) ORDER "
+					       "BY r.id DESC LIMIT ?3");
+	cJSON *arr, *o;
+
+	if (!st)
+		return NULL;
+	sqlite3_bind_int64(st, 1, tenant_id);
+	sqlite3_bind_int64(st, 2, entity_id);
+	sqlite3_bind_int(st, 3, limit);
+	arr = cJSON_CreateArray();
+	while (arr && sqlite3_step(st) == SQLITE_ROW) {
+		o = cJSON_CreateObject();
+		run_json_fields(o, st);
+		cJSON_AddItemToArray(arr, o);
+	}
+	sqlite3_finalize(st);
+	return arr;
+}
+
+cJSON *store_export_run_get(struct store *s, int64_t tenant_id, int64_t run_id)
+{
+	sqlite3_stmt *st = sqlstore__prepare(s, "SELECT " RUN_COLS " FROM export_runs r JOIN "
+					       "entities e ON e.id=r.entity_id WHERE r.id=?1 AND "
+					       "r.tenant_id=?2");
+	cJSON *o = NULL, *arr, *l;
+
+	if (!st)
+		return NULL;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_int64(st, 2, tenant_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		o = cJSON_CreateObject();
+		run_json_fields(o, st);
+	}
+	sqlite3_finalize(st);
+	if (!o)
+		return NULL;
+	arr = cJSON_AddArrayToObject(o, "log");
+	st = sqlstore__prepare(s, "SELECT ts, level, message FROM export_run_log WHERE run_id=?1 "
+				  "ORDER BY rowid");
+	if (st) {
+		sqlite3_bind_int64(st, 1, run_id);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			l = cJSON_CreateObject();
+			add_time(l, "ts", st, 0);
+			cJSON_AddStringToObject(l, "level", (const char *)sqlite3_column_text(st, 1));
+			cJSON_AddStringToObject(l, "message", (const char *)sqlite3_column_text(st, 2));
+			cJSON_AddItemToArray(arr, l);
+		}
+		sqlite3_finalize(st);
+	}
+	arr = cJSON_AddArrayToObject(o, "document_ids");
+	st = sqlstore__prepare(s, "SELECT id FROM documents WHERE run_id=?1 ORDER BY id");
+	if (st) {
+		sqlite3_bind_int64(st, 1, run_id);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			cJSON_AddItemToArray(arr,
+					     cJSON_CreateNumber((double)sqlite3_column_int64(st, 0)));
+		sqlite3_finalize(st);
+	}
+	return o;
 }

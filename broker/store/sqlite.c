@@ -223,6 +223,26 @@ static const struct aps_migration migrations[] = {
 	    " last_used INTEGER NOT NULL,"
 	    " expires_at INTEGER NOT NULL);"
 	    "CREATE INDEX sessions_user ON sessions(user_id);"},
+	/* Export runs: the documents of one export request, with the run's
+	 * outcome and log (documents.c). */
+	{6, "CREATE TABLE export_runs("
+	    " id INTEGER PRIMARY KEY,"
+	    " tenant_id INTEGER NOT NULL REFERENCES tenants(id),"
+	    " entity_id INTEGER NOT NULL REFERENCES entities(id),"
+	    " status TEXT NOT NULL," /* running, success, partial, failed */
+	    " documents INTEGER NOT NULL DEFAULT 0,"
+	    " created_by TEXT,"
+	    " created_at INTEGER NOT NULL,"
+	    " finished_at INTEGER);"
+	    "CREATE INDEX export_runs_tenant ON export_runs(tenant_id, entity_id, id);"
+	    "CREATE TABLE export_run_log("
+	    " run_id INTEGER NOT NULL REFERENCES export_runs(id),"
+	    " ts INTEGER NOT NULL,"
+	    " level TEXT NOT NULL,"
+	    " message TEXT NOT NULL);"
+	    "CREATE INDEX export_run_log_run ON export_run_log(run_id);"
+	    "ALTER TABLE documents ADD COLUMN run_id INTEGER;"
+	    "CREATE INDEX documents_run ON documents(run_id);"},
 };
 
 /* Statements used on hot or frequent paths, prepared once per connection. */

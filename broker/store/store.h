@@ -344,4 +344,15 @@ int store_rule_add(struct store *s, int64_t tenant_id, const char *kind, const c
 		   const char *by, int64_t now, int64_t *id);
 int store_rule_delete(struct store *s, int64_t tenant_id, int64_t id);
 
+/* ---- export runs (documents.c): the documents of one export request ---- */
+
+int store_export_run_create(struct store *s, int64_t tenant_id, int64_t entity_id,
+			    const char *by, int64_t now, int64_t *id);
+int store_export_run_add(struct store *s, int64_t run_id, int64_t doc_id);
+/* After a document of a run changed: the run ends (success, partial, failed,
+ * logging each document not in the ERP and why) or goes on. */
+int store_export_run_refresh(struct store *s, int64_t doc_id, int64_t now);
+cJSON *store_export_runs(struct store *s, int64_t tenant_id, int64_t entity_id, int limit);
+cJSON *store_export_run_get(struct store *s, int64_t tenant_id, int64_t run_id);
+
 #endif

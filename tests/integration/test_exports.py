@@ -46,6 +46,13 @@ class ExportCase(Case):
         self.assertEqual(s, expect, j)
         return j
 
+    def run_of(self, run_id, statuses=("success", "partial", "failed")):
+        def ended():
+            s, j = self.broker.api("GET", "/api/v1/exports/%d" % run_id, self.token)
+            self.assertEqual(s, 200, j)
+            return j if j["status"] in statuses else None
+        return wait_for(ended, 30, interval=0.1, what="export run %d" % run_id)
+
     def doc(self, doc_id):
         s, j = self.broker.api("GET", "/api/v1/documents/%d" % doc_id, self.token)
         self.assertEqual(s, 200, j)
@@ -77,6 +84,11 @@ class Exports(ExportCase):
         self.assertEqual((inv["erp"]["number"], inv["erp"]["state"]), ("AP000001", "posted"))
         self.assertEqual(self.wait_doc(ids[1])["status"], "success")
         self.assertEqual(self.erp_invoices(), [("INV-1001", "21.90", "21.90", "P")])
+        run = self.run_of(first["run"])
+        self.assertEqual((run["status"], run["documents"], run["document_ids"]),
+                         ("success", 2, ids))
+        self.assertEqual(run["log"][-1]["message"], "export run ended success: 2 of 2 "
+                                                    "documents in the ERP")
         # the same request replays the first answer; another body under the key is refused
         self.assertEqual(self.post([INVOICE, pay], key="batch-1"), first)
         self.post([invoice("INV-9")], key="batch-1", expect=409)
@@ -136,6 +148,17 @@ class Exports(ExportCase):
         self.assertEqual(d["status"], "failed")
         self.assertEqual(d["error"], {"code": "erp_error", "retryable": False})
         self.assertIn("total_mismatch: the demo ERP computes 21.90", d["reason"])
+        # a run with a good and a bad document ends partial, naming the bad one
+        mixed = self.post([invoice("INV-4003"), invoice("INV-4004", total="1.00")])
+        run = self.run_of(mixed["run"])
+        self.assertEqual(run["status"], "partial", json.dumps(run, indent=1))
+        bad_id = mixed["documents"][1]["id"]
+        self.assertTrue(any(l["message"].startswith("document %d, invoice INV-4004 of vendor "
+                                                    "V0000002: failed: total_mismatch" % bad_id)
+                            for l in run["log"]), run["log"])
+        s, runs = self.broker.api("GET", "/api/v1/exports?entity=%d" % self.blue["id"],
+                                  self.token)
+        self.assertEqual(runs["runs"][0]["id"], mixed["run"])
         time.sleep(1.5)
         self.assertEqual(self.doc(bad["id"])["attempts"], 1)  # business errors are not retried
         # by hand: posted in the ERP by someone, marked so
@@ -157,7 +180,7 @@ class Exports(ExportCase):
         db.close()
         d = self.wait_doc(d["id"], ("success",))
         self.assertGreaterEqual(d["attempts"], 2)
-        self.assertEqual([r[0] for r in self.erp_invoices()], ["INV-4002"])
+        self.assertEqual([r[0] for r in self.erp_invoices()], ["INV-4003", "INV-4002"])
 
     def test_roles_and_tenants(self):
         viewer = self.broker.user("acme", "look@acme.test", "viewer")

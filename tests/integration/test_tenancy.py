@@ -107,6 +107,7 @@ class Tenancy(Case):
                      {"documents": [inv]}, headers={"Idempotency-Key": "acme-1"})
         self.assertEqual(s, 201, j)
         self.doc = j["documents"][0]["id"]
+        self.run = j["run"]
         wait_for(lambda: b.api("GET", "/api/v1/documents/%d" % self.doc, self.token)[1][
             "status"] == "success", 30, what="the document exported")
         s, j = b.api("POST", "/api/v1/rules", self.admin_a,
@@ -122,7 +123,7 @@ class Tenancy(Case):
     def path_for(self, pattern, tenant_a=True):
         """The route's path with the ids and names of tenant acme's things."""
         ids = {"entities": self.blue["id"], "syncs": self.job, "documents": self.doc,
-               "rules": self.rule, "users": self.user_a}
+               "rules": self.rule, "users": self.user_a, "exports": self.run}
         parts = pattern.split("/")
         for i, p in enumerate(parts):
             if p == "#":

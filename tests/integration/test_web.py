@@ -355,7 +355,7 @@ class OpenApi(Case):
             for i, seg in enumerate(parts):
                 if seg in ("#", "*"):
                     parts[i] = "{%s}" % {"entities": "entity", "syncs": "sync",
-                                         "documents": "document", "rules": "rule",
+                                         "documents": "document", "rules": "rule", "exports": "run",
                                          "users": "user", "lists": "list",
                                          "synctools": "synctool"}[parts[i - 1]]
             path = "/".join(parts)[len("/api/v1"):]
