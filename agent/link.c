@@ -810,9 +810,11 @@ int link__run(struct agent *a)
 	pthread_mutex_unlock(&a->mu);
 	aps_service_ready("running; broker %s", a->cred.broker);
 	aps_service_watchdog_start(ctx);
-	while (!a->stop)
+	while (!a->stop) {
 		if (lws_service(a->ctx, 0) < 0)
 			break;
+		aps_log_reload_poll();
+	}
 	rc = 0;
 out:
 	aps_service_stopping();

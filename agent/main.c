@@ -269,6 +269,7 @@ int agent_run(struct agent_opts *opts)
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	rc = worker__start(&a, err, sizeof(err));
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -309,8 +310,14 @@ static int cmd_run(int argc, char **argv)
 	rc = parse("run", agent_run_cfg, &o, argc, argv);
 	if (!rc)
 		rc = set_log_level("run", o.log_level);
-	if (!rc)
+	if (!rc) {
+		/* SIGHUP reads the config's log level again, unless the command line set it */
+		aps_log_reload_setup(agent_run_cfg, sizeof(o), OPT(log_level),
+				     aps_cfg_arg(argc, argv, "log-level")
+					     ? NULL
+					     : aps_cfg_arg(argc, argv, "config"));
 		rc = agent_run(&o);
+	}
 	aps_cfg_free(agent_run_cfg, &o);
 	return rc;
 }

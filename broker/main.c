@@ -95,6 +95,10 @@ static int serve_main(int argc, char **argv)
 		return 2;
 	}
 	aps_log_init("broker", level);
+	/* SIGHUP reads the config's log level again, unless the command line set it */
+	aps_log_reload_setup(broker_serve_cfg, sizeof(opts), OPT(log_level),
+			     aps_cfg_arg(argc, argv, "log-level") ? NULL
+								   : aps_cfg_arg(argc, argv, "config"));
 	rc = broker_serve(&opts);
 	aps_cfg_free(broker_serve_cfg, &opts);
 	return rc;

@@ -210,6 +210,7 @@ int broker_serve(struct broker_opts *opts)
 		r = lws_service(b.ctx, 0);
 		if (r < 0)
 			break;
+		aps_log_reload_poll();
 	}
 	log_notice("shutting down");
 	rc = 0;

@@ -234,3 +234,19 @@ void aps_cfg_free(const struct aps_cfg_entry *t, void *opts)
 			*FIELD(opts, t, char *) = NULL;
 		}
 }
+
+const char *aps_cfg_arg(int argc, char **argv, const char *name)
+{
+	size_t n = strlen(name);
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "--", 2) || strncmp(argv[i] + 2, name, n))
+			continue;
+		if (argv[i][2 + n] == '=')
+			return argv[i] + 3 + n;
+		if (!argv[i][2 + n] && i + 1 < argc)
+			return argv[i + 1];
+	}
+	return NULL;
+}

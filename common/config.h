@@ -44,6 +44,8 @@ int aps_cfg_load_file(const struct aps_cfg_entry *t, void *opts, const char *pat
 int aps_cfg_parse_args(const struct aps_cfg_entry *t, void *opts, int argc, char **argv,
 		       int *argi, char *err, size_t errlen);
 void aps_cfg_help(const struct aps_cfg_entry *t, FILE *f);
+/* The value of "--name VALUE" or "--name=VALUE" on a command line, or NULL. */
+const char *aps_cfg_arg(int argc, char **argv, const char *name);
 void aps_cfg_free(const struct aps_cfg_entry *t, void *opts);
 
 #endif
