@@ -1885,13 +1885,24 @@ static int probe_book(struct gnc *g, char *err, size_t errlen)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	int src, v = -1;
+	int src, v = -1, flags = SQLITE_OPEN_READONLY;
 
-	src = sqlite3_open_v2(g->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+again:
+	src = sqlite3_open_v2(g->path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (src == SQLITE_OK) {
 		sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 		src = sqlite3_prepare_v2(db, "SELECT table_version FROM versions WHERE table_name "
 					 "= 'Gnucash'", -1, &st, NULL);
+	}
+	/* A writer that died mid-transaction (this agent killed while posting a
+	 * bill, or GnuCash) leaves a hot journal, which only a connection that may
+	 * write can roll back (SQLite does on its first read): read-write once. */
+	if (src != SQLITE_OK && flags == SQLITE_OPEN_READONLY && db &&
+	    sqlite3_extended_errcode(db) == SQLITE_READONLY_ROLLBACK) {
+		sqlite3_close(db);
+		db = NULL;
+		flags = SQLITE_OPEN_READWRITE;
+		goto again;
 	}
 	if (src == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int(st, 0);
