@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -76,8 +77,10 @@ struct ingest {
 	size_t queued_bytes;
 	struct done *done_head, *done_tail;
 	int stop;
-	int started, prep_started;
-	pthread_t prep_thread;
+	int started, prep_started, ckpt_started;
+	pthread_t prep_thread, ckpt_thread;
+	int commits;                  /* since the last checkpoint (under mu) */
+	struct store *ckpt_store;     /* the checkpoint thread's connection */
 	/* prep thread only */
 	struct aps_codec codec;
 	struct aps_hasher hasher;
@@ -644,6 +647,32 @@ static void *prep_main(void *arg)
 	return NULL;
 }
 
+/* Checkpoint thread: copies the write-ahead log into the store after the
+ * writer's commits, so the writer never does that I/O inside a commit. */
+static void *ckpt_main(void *arg)
+{
+	struct ingest *in = arg;
+	struct timespec ts;
+	int pages, copied;
+
+	pthread_mutex_lock(&in->mu);
+	while (!in->stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (!in->commits)
+			pthread_cond_timedwait(&in->cv, &in->mu, &ts);
+		if (in->stop || !in->commits)
+			continue;
+		in->commits = 0;
+		pthread_mutex_unlock(&in->mu);
+		if (store_checkpoint(in->ckpt_store, &pages, &copied))
+			log_err("store: a checkpoint of the write-ahead log failed");
+		pthread_mutex_lock(&in->mu);
+	}
+	pthread_mutex_unlock(&in->mu);
+	return NULL;
+}
+
 static void *writer_main(void *arg)
 {
 	struct ingest *in = arg;
@@ -686,6 +715,8 @@ static void *writer_main(void *arg)
 
 		pthread_mutex_lock(&in->mu);
 		in->queued_bytes -= bytes;
+		in->commits++;
+		pthread_cond_broadcast(&in->cv); /* the checkpoint thread */
 		pthread_mutex_unlock(&in->mu);
 		while (group) {
 			it = group->next;
@@ -710,6 +741,10 @@ int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errle
 	pthread_mutex_init(&in->mu, NULL);
 	pthread_cond_init(&in->cv, NULL);
 	rc = store_open(b->opts->data, &in->store, err, errlen);
+	if (!rc)
+		rc = store_open(b->opts->data, &in->ckpt_store, err, errlen);
+	if (!rc)
+		rc = store_checkpoints_elsewhere(in->store);
 	if (rc)
 		goto fail;
 	if (aps_hasher_init(&in->hasher)) {
@@ -728,6 +763,12 @@ int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errle
 		goto fail;
 	}
 	in->prep_started = 1;
+	if (pthread_create(&in->ckpt_thread, NULL, ckpt_main, in)) {
+		snprintf(err, errlen, "cannot start the store's checkpoint thread");
+		rc = APS_ERR_INTERNAL;
+		goto fail;
+	}
+	in->ckpt_started = 1;
 	*out = in;
 	return APS_OK;
 fail:
@@ -741,11 +782,13 @@ void ingest__stop(struct ingest *in)
 
 	if (!in)
 		return;
-	if (in->started || in->prep_started) {
+	if (in->started || in->prep_started || in->ckpt_started) {
 		pthread_mutex_lock(&in->mu);
 		in->stop = 1;
 		pthread_cond_broadcast(&in->cv);
 		pthread_mutex_unlock(&in->mu);
+		if (in->ckpt_started)
+			pthread_join(in->ckpt_thread, NULL);
 		if (in->prep_started)
 			pthread_join(in->prep_thread, NULL);
 		/* the writer applies what is decoded already, then stops */
@@ -763,6 +806,7 @@ void ingest__stop(struct ingest *in)
 		free(d);
 	}
 	store_close(in->store);
+	store_close(in->ckpt_store);
 	aps_codec_free(&in->codec);
 	aps_hasher_free(&in->hasher);
 	free(in->rx);

@@ -427,6 +427,21 @@ int store_begin(struct store *s)
 	return aps_db_begin(s->db);
 }
 
+int store_checkpoints_elsewhere(struct store *s)
+{
+	return sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL) == SQLITE_OK
+		       ? APS_OK
+		       : sqlstore__db_error(s);
+}
+
+int store_checkpoint(struct store *s, int *wal_pages, int *copied)
+{
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, wal_pages,
+					   copied);
+
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? APS_OK : sqlstore__db_error(s);
+}
+
 int store_commit(struct store *s)
 {
 	return aps_db_commit(s->db);
