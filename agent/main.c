@@ -19,18 +19,25 @@
 
 #define OPT(field) offsetof(struct agent_opts, field)
 
+/* How to reach the ERP: the same options for run, doctor, erp and export
+ * (their option structs name these fields alike). */
+#define ERP_OPTIONS(OFF)                                                                   \
+	{"erp", APS_CFG_STR, OFF(erp), 0, 4096, NULL, 0,                                   \
+	 "the ERP, SCHEME:TARGET (e.g. demo:/path/erp.db; see `run --help`)"},             \
+	{"profiles", APS_CFG_STR, OFF(profiles), 0, 4096, APSYNC_PROFILE_DIR, 0,           \
+	 "directory of ERP mapping profiles (odbc:, sqlite:, tryton: and gnucash: ERPs)"}, \
+	{"erp-url", APS_CFG_STR, OFF(erp_url), 0, 2048, NULL, 0,                           \
+	 "the ERP's API or drop folder for writes, e.g. Tryton's "                          \
+	 "http://HOST:8000/DATABASE/ or file:///DIR for import files"},                    \
+	{"erp-user", APS_CFG_STR, OFF(erp_user), 0, 128, NULL, 0,                          \
+	 "the ERP user writes are made as"},                                              \
+	{"erp-password-file", APS_CFG_STR, OFF(erp_password_file), 0, 4096, NULL, 0,       \
+	 "a file holding that user's password (keep it mode 0600)"}
+
 const struct aps_cfg_entry agent_run_cfg[] = {
 	{"state", APS_CFG_STR, OPT(state), 0, 0, NULL, 0,
 	 "state directory: credential, outbox, checkpoints (from `enroll`)"},
-	{"erp", APS_CFG_STR, OPT(erp), 0, 4096, NULL, 0,
-	 "the ERP to sync, SCHEME:TARGET (e.g. demo:/path/erp.db)"},
-	{"profiles", APS_CFG_STR, OPT(profiles), 0, 4096, APSYNC_PROFILE_DIR, 0,
-	 "directory of ERP mapping profiles (odbc:, sqlite: and tryton: ERPs)"},
-	{"erp-url", APS_CFG_STR, OPT(erp_url), 0, 2048, NULL, 0,
-	 "the ERP's API for writes, e.g. Tryton's http://HOST:8000/DATABASE/"},
-	{"erp-user", APS_CFG_STR, OPT(erp_user), 0, 128, NULL, 0, "the ERP user writes are made as"},
-	{"erp-password-file", APS_CFG_STR, OPT(erp_password_file), 0, 4096, NULL, 0,
-	 "a file holding that user's password (keep it mode 0600)"},
+	ERP_OPTIONS(OPT),
 	{"proxy", APS_CFG_STR, OPT(proxy), 0, 1024, NULL, 0,
 	 "HTTP proxy to the broker (CONNECT), HOST:PORT or http://[USER:PASS@]HOST:PORT; "
 	 "default: HTTPS_PROXY or HTTP_PROXY from the environment, unless NO_PROXY covers "
@@ -75,7 +82,8 @@ static const struct aps_cfg_entry enroll_cfg[] = {
 	APS_CFG_END,
 };
 
-struct erp_opts {
+/* `erp` and `export`: an ERP, reached as `run` reaches it. */
+struct erp_cli_opts {
 	char *erp;
 	char *profiles;
 	char *erp_url;
@@ -84,48 +92,23 @@ struct erp_opts {
 	char *company;
 	char *list;
 	int64_t limit;
-};
-
-static const struct aps_cfg_entry erp_cfg[] = {
-	{"erp", APS_CFG_STR, offsetof(struct erp_opts, erp), 0, 4096, NULL, 0,
-	 "the ERP, SCHEME:TARGET as for `run`"},
-	{"profiles", APS_CFG_STR, offsetof(struct erp_opts, profiles), 0, 4096, APSYNC_PROFILE_DIR,
-	 0, "directory of ERP mapping profiles"},
-	{"erp-url", APS_CFG_STR, offsetof(struct erp_opts, erp_url), 0, 2048, NULL, 0,
-	 "the ERP's API for writes, e.g. Tryton's http://HOST:8000/DATABASE/"},
-	{"erp-user", APS_CFG_STR, offsetof(struct erp_opts, erp_user), 0, 128, NULL, 0, "the ERP user writes are made as"},
-	{"erp-password-file", APS_CFG_STR, offsetof(struct erp_opts, erp_password_file), 0, 4096, NULL, 0,
-	 "a file holding that user's password (keep it mode 0600)"},
-	{"company", APS_CFG_STR, offsetof(struct erp_opts, company), 0, 64, NULL, 0,
-	 "with --list: the company to read"},
-	{"list", APS_CFG_STR, offsetof(struct erp_opts, list), 0, 64, NULL, 0,
-	 "print this list's rows (JSON, one per line) instead of the summary"},
-	{"limit", APS_CFG_INT, offsetof(struct erp_opts, limit), 1, 100000000, "20", 0,
-	 "with --list: rows at most"},
-	APS_CFG_END,
-};
-
-struct export_opts {
-	char *erp;
-	char *profiles;
-	char *erp_url;
-	char *erp_user;
-	char *erp_password_file;
-	char *company;
 	char *file;
 	int lookup_only;
 };
 
-#define EOPT(field) offsetof(struct export_opts, field)
+#define EOPT(field) offsetof(struct erp_cli_opts, field)
+
+static const struct aps_cfg_entry erp_cfg[] = {
+	ERP_OPTIONS(EOPT),
+	{"company", APS_CFG_STR, EOPT(company), 0, 64, NULL, 0, "with --list: the company to read"},
+	{"list", APS_CFG_STR, EOPT(list), 0, 64, NULL, 0,
+	 "print this list's rows (JSON, one per line) instead of the summary"},
+	{"limit", APS_CFG_INT, EOPT(limit), 1, 100000000, "20", 0, "with --list: rows at most"},
+	APS_CFG_END,
+};
 
 static const struct aps_cfg_entry export_cfg[] = {
-	{"erp", APS_CFG_STR, EOPT(erp), 0, 4096, NULL, 0, "the ERP, SCHEME:TARGET as for `run`"},
-	{"profiles", APS_CFG_STR, EOPT(profiles), 0, 4096, APSYNC_PROFILE_DIR, 0,
-	 "directory of ERP mapping profiles"},
-	{"erp-url", APS_CFG_STR, EOPT(erp_url), 0, 2048, NULL, 0, "the ERP's API for writes"},
-	{"erp-user", APS_CFG_STR, EOPT(erp_user), 0, 128, NULL, 0, "the ERP user writes are made as"},
-	{"erp-password-file", APS_CFG_STR, EOPT(erp_password_file), 0, 4096, NULL, 0,
-	 "a file holding that user's password"},
+	ERP_OPTIONS(EOPT),
 	{"company", APS_CFG_STR, EOPT(company), 0, 64, NULL, 0, "the company to write into"},
 	{"file", APS_CFG_STR, EOPT(file), 0, 4096, NULL, 0,
 	 "the document, JSON as proto/EXPORTS.md describes (- for standard input)"},
@@ -133,6 +116,14 @@ static const struct aps_cfg_entry export_cfg[] = {
 	 "only look the document up by its natural key; write nothing"},
 	APS_CFG_END,
 };
+
+static void cli_settings(const struct erp_cli_opts *o, struct erp_settings *cfg)
+{
+	cfg->profiles = o->profiles;
+	cfg->url = o->erp_url;
+	cfg->user = o->erp_user;
+	cfg->password_file = o->erp_password_file;
+}
 
 struct demo_opts {
 	char *out;
@@ -435,7 +426,7 @@ static int cmd_erp(int argc, char **argv)
 	struct erp_identity *id = NULL;
 	struct erp_settings settings = {0};
 	struct erp *e = NULL;
-	struct erp_opts o;
+	struct erp_cli_opts o;
 	struct print_ctx pc = {0};
 	struct erp_read req = {0};
 	char err[1024], clock[40];
@@ -459,10 +450,7 @@ static int cmd_erp(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	settings.profiles = o.profiles;
-	settings.url = o.erp_url;
-	settings.user = o.erp_user;
-	settings.password_file = o.erp_password_file;
+	cli_settings(&o, &settings);
 	id = calloc(1, sizeof(*id));
 	rc = id ? erp_open(o.erp, &settings, &ops, &e, err, sizeof(err)) : APS_ERR_NOMEM;
 	if (!rc)
@@ -560,7 +548,7 @@ static int cmd_export(int argc, char **argv)
 	const struct erp_ops *ops = NULL;
 	struct erp_settings settings = {0};
 	struct erp_doc_ref ref;
-	struct export_opts o;
+	struct erp_cli_opts o;
 	struct erp *e = NULL;
 	const cJSON *type;
 	cJSON *doc = NULL;
@@ -605,10 +593,7 @@ static int cmd_export(int argc, char **argv)
 		rc = APS_ERR_INVAL;
 		goto failed;
 	}
-	settings.profiles = o.profiles;
-	settings.url = o.erp_url;
-	settings.user = o.erp_user;
-	settings.password_file = o.erp_password_file;
+	cli_settings(&o, &settings);
 	rc = erp_open(o.erp, &settings, &ops, &e, err, sizeof(err));
 	if (rc)
 		goto failed;
