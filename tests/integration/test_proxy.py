@@ -113,3 +113,20 @@ class ThroughAProxy(Case):
                            timeout=30)
         self.assertEqual(p.returncode, 2)
         self.assertIn("only http:// proxies", p.stderr)
+
+    def test_doctor_checks_the_route_through_the_proxy(self):
+        args = [os.path.join(ROOT, "build", "bin", "apsync-agent"), "doctor", "--state",
+                self.agent.state, "--erp", "demo:" + self.erp, "--proxy",
+                "127.0.0.1:%d" % self.proxy.port]
+        p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("[FAIL] proxy", p.stdout)
+        self.assertIn("cannot connect to the proxy 127.0.0.1:%d" % self.proxy.port, p.stdout)
+        self.proxy.start()
+        os.chmod(self.agent.state, 0o700)
+        p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("[ ok ] proxy              127.0.0.1:%d tunnels to 127.0.0.1:%d"
+                      % (self.proxy.port, self.broker.port), p.stdout)
+        self.assertIn("[ ok ] broker credential", p.stdout)
+        self.assertGreaterEqual(self.proxy.connects(self.broker.port), 1)
