@@ -381,9 +381,36 @@ function statusCell(j) {
     el("span", { class: "st-text" }, STATUS_TEXT[j.status] || j.status));
 }
 
+// An export run among the activities: the documents of one export request.
+function exportRow(r) {
+  const ent = entities.find(e => e.id === r.entity);
+  const ms = r.finished_at ? new Date(r.finished_at) - new Date(r.created_at) : null;
+  return el("tr", { "data-status": r.status, "data-export": r.id }, statusCell(r),
+    el("td", {}, "Export #" + r.id), el("td", {}, ent ? ent.name : r.entity_code),
+    el("td", {}, "Export"), el("td", { class: "muted" }, r.created_by || "—"),
+    el("td", {}, when(r.created_at)), el("td", {}, secs(ms)),
+    el("td", { class: "muted" }, num(r.documents) + (r.documents === 1 ? " document" : " documents")),
+    el("td", {}, el("button", { type: "button", class: "icon-button",
+      onclick: () => showExportLog(r.id),
+      "aria-label": `Log of export ${r.id} (${ent ? ent.name : r.entity_code})`,
+      title: "Open the export log" }, el("span", { "aria-hidden": "true" }, "☰"), " Log")));
+}
+
+async function showExportLog(id) {
+  const run = await api("GET", "/api/v1/exports/" + id);
+  $("log-title").textContent = `Export ${run.id} · ${run.entity_code}`;
+  $("log-summary").replaceChildren(el("p", {}, statusIcon(run.status), " ",
+    STATUS_TEXT[run.status] || run.status, " — ",
+    `${num(run.documents)} document(s): ${run.document_ids.map(d => "#" + d).join(", ")}`));
+  $("log-text").textContent = run.log.map(l =>
+    `${when(l.ts)}  ${l.level.toUpperCase().padEnd(5)}  ${l.message}`).join("\n");
+  $("log-dialog").showModal();
+}
+
 async function loadSync(first) {
-  const [ents, ov, acts] = await Promise.all([api("GET", "/api/v1/entities"),
-    api("GET", "/api/v1/overview"), api("GET", "/api/v1/syncs?limit=10")]);
+  const [ents, ov, acts, runs] = await Promise.all([api("GET", "/api/v1/entities"),
+    api("GET", "/api/v1/overview"), api("GET", "/api/v1/syncs?limit=10"),
+    api("GET", "/api/v1/exports?limit=10")]);
   entities = ents.entities;
   const keep = !first && $("entity").options.length > 0;
   if (!keep || entities.length !== $("entity").options.length) renderEntityForm(keep);
@@ -400,17 +427,22 @@ async function loadSync(first) {
       el("td", {}, jobProgress(o.latest)), el("td", {}, logButton(o.latest)))
     : el("tr", {}, el("td", {}, "—"), el("td", {}, o.name), el("td", { colspan: 4,
       class: "muted" }, "never synced"))));
-  $("activities").replaceChildren(...acts.syncs.map(j =>
+  // syncs and export runs, the 10 most recent of both
+  const rows = acts.syncs.map(j => ({ at: j.created_at, row: () =>
     el("tr", { "data-status": j.status, "data-sync": j.id }, statusCell(j),
       el("td", {}, "#" + j.id), el("td", {}, j.entity.name), el("td", {}, label(j.mode)),
       el("td", { class: "muted" }, j.requested_by || "—"),
       el("td", {}, when(j.created_at), staleNote(j)),
       el("td", {}, secs(j.duration_ms)), el("td", {}, jobProgress(j)),
-      el("td", {}, logButton(j)))));
-  if (!acts.syncs.length)
+      el("td", {}, logButton(j))) }))
+    .concat(runs.runs.map(r => ({ at: r.created_at, row: () => exportRow(r) })))
+    .sort((a, b) => new Date(b.at) - new Date(a.at)).slice(0, 10);
+  $("activities").replaceChildren(...rows.map(r => r.row()));
+  if (!rows.length)
     $("activities").append(el("tr", {}, el("td", { colspan: 9, class: "muted" },
       "No syncs yet.")));
   const active = acts.syncs.some(j => ACTIVE.includes(j.status)) ||
+    runs.runs.some(r => r.status === "running") ||
     ov.overview.some(o => o.latest && ACTIVE.includes(o.latest.status));
   await loadLists();
   return active;

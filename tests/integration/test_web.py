@@ -147,6 +147,19 @@ async function signIn(browser, email, width, height) {
     await page.getByRole("button", { name: "Close the log" }).click();
     step("failed run's log opened");
 
+    // ---- the export run: some documents did not go in, named in its log ----
+    const exp = page.locator(`#activities tr[data-export="${cfg.export_run}"]`);
+    check(await exp.getByRole("img", { name: "Succeeded, some sections failed" }).isVisible(),
+      "the export run's yellow exclamation");
+    await exp.getByRole("button", { name: /^Log of export/ }).click();
+    await page.locator("#log-text").filter({ hasText: "INV-WEB-2" }).waitFor();
+    const elog = await page.locator("#log-text").textContent();
+    check(elog.includes("total_mismatch") && elog.includes("INV-WEB-3"),
+      "the export log names the failed and the held invoice");
+    await shot(page, "03b-export-run-log");
+    await page.getByRole("button", { name: "Close the log" }).click();
+    step("export run's log opened");
+
     // ---- Sync All with a greyed-out entity ----
     const harbor = page.getByLabel(cfg.harbor_label);
     check(await harbor.isDisabled(), "HARBOR greyed out");
@@ -275,6 +288,7 @@ class WebPage(Case):
                                self.token, {"documents": docs},
                                headers={"Idempotency-Key": key})
         self.assertEqual(s, 201, j)
+        self.export_run = j.get("run")
         return [d["id"] for d in j["documents"]]
 
     def test_the_page_in_chromium(self):
@@ -317,6 +331,7 @@ class WebPage(Case):
         cfg = {"url": "https://127.0.0.1:%d" % b.port, "chromium": CHROMIUM, "shots": shots,
                "result": result, "tenant": "acme", "password": PASSWORD,
                "admin": "admin@acme.test", "viewer": "viewer@acme.test",
+               "export_run": self.export_run,
                "blue_id": self.blue["id"], "harbor_id": harbor["id"],
                "blue_label": "%s (%s)" % (self.blue["name"], self.blue["code"]),
                "harbor_label": "%s (%s)" % (harbor["name"], harbor["code"]),
@@ -334,7 +349,7 @@ class WebPage(Case):
         self.assertEqual(out["a11y"], [], "controls without an accessible name")
         self.assertEqual(out["external"], [], "the page loaded something from elsewhere")
         self.assertFalse([s for s in out["steps"] if s.startswith("PAGE ERROR")], out["steps"])
-        self.assertEqual(len([n for n in os.listdir(shots) if n.endswith(".png")]), 10)
+        self.assertEqual(len([n for n in os.listdir(shots) if n.endswith(".png")]), 11)
         # the code the page made enrolls a SyncTool
         from harness import Agent
         Agent(self, b, "backup").enroll(out["code"])
