@@ -71,6 +71,19 @@ static const struct lws_protocols core_protocol = {
 	.callback = core_callback,
 };
 
+/* Sent with every response: the page runs only its own files, never inside
+ * another site's frame, and browsers keep to HTTPS. */
+static const struct lws_protocol_vhost_options security_headers[] = {
+	{&security_headers[1], NULL, "content-security-policy:",
+	 "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+	 "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+	 "frame-ancestors 'none'"},
+	{&security_headers[2], NULL, "x-content-type-options:", "nosniff"},
+	{&security_headers[3], NULL, "x-frame-options:", "DENY"},
+	{&security_headers[4], NULL, "referrer-policy:", "no-referrer"},
+	{NULL, NULL, "strict-transport-security:", "max-age=31536000"},
+};
+
 static int parse_listen(const char *listen, char *host, size_t hostlen, int *port)
 {
 	const char *colon = strrchr(listen, ':');
@@ -155,6 +168,7 @@ int broker_serve(struct broker_opts *opts)
 	api_mount.origin_protocol = LWSMPRO_CALLBACK;
 
 	memset(&info, 0, sizeof(info));
+	info.headers = security_headers;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	/* With IPv6 on, libwebsockets binds the IPv6 wildcard whatever the
 	 * interface: an IPv4 listen address must turn IPv6 off to be honoured. */

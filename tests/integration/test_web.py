@@ -386,3 +386,21 @@ class OpenApi(Case):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SecurityHeaders(Case):
+    def test_the_page_runs_only_its_own_files_in_no_frame(self):
+        from harness import Broker
+        self.broker = Broker(self).start()
+        for path in ("/", "/app.js", "/api/v1/health"):
+            s, _, headers = request(self.broker, "GET", path)
+            self.assertEqual(s, 200, path)
+            h = {k.lower(): v for k, v in headers}
+            csp = h.get("content-security-policy", "")
+            for part in ("default-src 'self'", "script-src 'self'", "frame-ancestors 'none'",
+                         "object-src 'none'"):
+                self.assertIn(part, csp, path)
+            self.assertEqual(h.get("x-content-type-options"), "nosniff")
+            self.assertEqual(h.get("x-frame-options"), "DENY")
+            self.assertEqual(h.get("referrer-policy"), "no-referrer")
+            self.assertIn("max-age=", h.get("strict-transport-security", ""))
