@@ -53,6 +53,10 @@ int agent_cred__load(const char *state_dir, struct agent_cred *c, char *err, siz
 /* "HOST:PORT" or "http://[USER:PASS@]HOST:PORT" → "[USER:PASS@]HOST" and port. */
 int agent__parse_proxy(const char *spec, char *addr, size_t addrlen, unsigned *port, char *err,
 		       size_t errlen);
+/* The proxy to reach host through: the configured one, else HTTPS_PROXY or
+ * HTTP_PROXY from the environment unless NO_PROXY covers host (*bypassed
+ * then says so); NULL: direct. */
+const char *agent__proxy_spec(const char *configured, const char *host, int *bypassed);
 /* 1 if a NO_PROXY list ("*", names, ".domains", comma-separated) covers host. */
 int agent__no_proxy(const char *no_proxy, const char *host);
 int agent_cred__save(const char *state_dir, const struct agent_cred *c, char *err, size_t errlen);

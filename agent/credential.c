@@ -223,6 +223,27 @@ int agent__parse_proxy(const char *spec, char *addr, size_t addrlen, unsigned *p
 	return APS_OK;
 }
 
+const char *agent__proxy_spec(const char *configured, const char *host, int *bypassed)
+{
+	static const char *const vars[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+					   "http_proxy", NULL};
+	const char *spec = NULL, *np;
+	int i;
+
+	*bypassed = 0;
+	if (configured && *configured)
+		return configured; /* an explicit setting: NO_PROXY does not apply */
+	for (i = 0; !spec && vars[i]; i++)
+		if (getenv(vars[i]) && *getenv(vars[i]))
+			spec = getenv(vars[i]);
+	np = getenv("NO_PROXY") ? getenv("NO_PROXY") : getenv("no_proxy");
+	if (spec && np && agent__no_proxy(np, host)) {
+		*bypassed = 1;
+		return NULL;
+	}
+	return spec;
+}
+
 int agent__no_proxy(const char *no_proxy, const char *host)
 {
 	const char *p = no_proxy;

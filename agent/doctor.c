@@ -185,20 +185,13 @@ static int http_status(int fd, char *buf, size_t len)
 /* A TCP connection to the broker, directly or through the proxy. */
 static int route(struct doctor *d, struct agent_opts *o, const struct agent_cred *c)
 {
-	static const char *const vars[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
-					   "http_proxy", NULL};
-	const char *spec = o->proxy && *o->proxy ? o->proxy : NULL, *np, *at;
+	const char *spec, *at;
 	struct addrinfo *ai = NULL;
 	char err[300], addr[512], req[1024], resp[2048], *auth = NULL;
 	unsigned pport = 0;
-	int fd = -1, i, status;
+	int fd = -1, status, bypassed;
 
-	for (i = 0; !spec && vars[i]; i++)
-		if (getenv(vars[i]) && *getenv(vars[i]))
-			spec = getenv(vars[i]);
-	np = getenv("NO_PROXY") ? getenv("NO_PROXY") : getenv("no_proxy");
-	if (spec && spec != o->proxy && np && agent__no_proxy(np, c->host))
-		spec = NULL;
+	spec = agent__proxy_spec(o->proxy, c->host, &bypassed);
 	if (!spec) {
 		if (resolve(d, "broker name", c->host, c->port, &ai))
 			return -1;

@@ -725,21 +725,14 @@ static const struct lws_protocols link_protocols[] = {
 static int proxy_setup(struct agent *a, struct lws_context_creation_info *info, char *addr,
 		       size_t addrlen)
 {
-	static const char *const vars[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
-					   "http_proxy", NULL};
-	const char *spec = a->opts->proxy && *a->opts->proxy ? a->opts->proxy : NULL, *np, *at;
+	const char *spec, *at;
 	char err[300];
 	unsigned port;
-	int i;
+	int bypassed;
 
-	for (i = 0; !spec && vars[i]; i++)
-		if (getenv(vars[i]) && *getenv(vars[i]))
-			spec = getenv(vars[i]);
-	np = getenv("NO_PROXY") ? getenv("NO_PROXY") : getenv("no_proxy");
-	if (spec && spec != a->opts->proxy && np && agent__no_proxy(np, a->cred.host)) {
+	spec = agent__proxy_spec(a->opts->proxy, a->cred.host, &bypassed);
+	if (bypassed)
 		log_info("NO_PROXY covers %s: connecting directly", a->cred.host);
-		spec = NULL;
-	}
 	unsetenv("http_proxy");
 	if (!spec)
 		return APS_OK;
