@@ -317,3 +317,18 @@ int aps_host_is_loopback(const char *host)
 	return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
 	       !strcmp(host, "[::1]");
 }
+
+/* "+HH:MM" / "-HH:MM" → minutes. */
+int aps_utc_offset_parse(const char *s, int *min)
+{
+	if (strlen(s) != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':' || s[1] < '0' ||
+	    s[1] > '1' || s[2] < '0' || s[2] > '9' || s[4] < '0' || s[4] > '5' || s[5] < '0' ||
+	    s[5] > '9')
+		return APS_ERR_INVAL;
+	*min = ((s[1] - '0') * 10 + (s[2] - '0')) * 60 + (s[4] - '0') * 10 + (s[5] - '0');
+	if (*min > 14 * 60)
+		return APS_ERR_INVAL;
+	if (s[0] == '-')
+		*min = -*min;
+	return APS_OK;
+}

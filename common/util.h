@@ -30,6 +30,8 @@ int aps_time_parse(const char *s, int64_t *ms);
  * Parses such a text into the instant (ms) and the offset (minutes east of
  * UTC; 0 for "Z" or no zone). */
 int aps_time_parse_offset(const char *s, int64_t *ms, int *offset_min);
+/* "+HH:MM" / "-HH:MM" (at most 14 hours) → minutes east of UTC. */
+int aps_utc_offset_parse(const char *s, int *min);
 /* Formats an instant at an offset; out holds APS_TIME_LEN bytes. */
 char *aps_time_format_offset(int64_t ms, int offset_min, char out[APS_TIME_LEN]);
 

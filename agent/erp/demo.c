@@ -332,21 +332,6 @@ static int copy_field(struct erp *e, char *dst, size_t len, const unsigned char 
 	return APS_OK;
 }
 
-/* "+HH:MM" / "-HH:MM" → minutes. */
-static int parse_offset(const char *s, int *min)
-{
-	if (strlen(s) != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':' || s[1] < '0' ||
-	    s[1] > '1' || s[2] < '0' || s[2] > '9' || s[4] < '0' || s[4] > '5' || s[5] < '0' ||
-	    s[5] > '9')
-		return APS_ERR_INVAL;
-	*min = ((s[1] - '0') * 10 + (s[2] - '0')) * 60 + (s[4] - '0') * 10 + (s[5] - '0');
-	if (*min > 14 * 60)
-		return APS_ERR_INVAL;
-	if (s[0] == '-')
-		*min = -*min;
-	return APS_OK;
-}
-
 static int load_info(struct erp *e, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
@@ -388,7 +373,7 @@ static int load_info(struct erp *e, char *err, size_t errlen)
 			rc = copy_field(e, e->version, sizeof(e->version), v, "the version", err,
 			                errlen);
 		} else if (!strcmp((const char *)k, "utc_offset")) {
-			if (parse_offset((const char *)v, &e->offset_min)) {
+			if (aps_utc_offset_parse((const char *)v, &e->offset_min)) {
 				snprintf(err, errlen,
 				         "the demo ERP file %s is damaged: its utc_offset "
 				         "\"%.16s\" is not of the form -05:00",

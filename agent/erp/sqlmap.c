@@ -164,35 +164,26 @@ static int bad_profile(char *err, size_t errlen, const char *name, const char *f
 static cJSON *read_profile(const char *dir, const char *name, char *path, size_t pathlen,
 			   char *err, size_t errlen)
 {
-	struct aps_buf text = {0};
+	char *text = NULL;
 	cJSON *j;
-	FILE *f;
-	char chunk[4096];
-	size_t n;
+	int rc;
 
 	if (strchr(name, '/') || strstr(name, ".json"))
 		snprintf(path, pathlen, "%s", name);
 	else
 		snprintf(path, pathlen, "%s/%s.json", dir, name);
-	f = fopen(path, "rb");
-	if (!f) {
+	rc = aps_read_file(path, 4u << 20, &text, NULL);
+	if (rc) {
 		snprintf(err, errlen,
 			 "cannot read the ERP profile %s: %s (profiles are looked up in %s; "
 			 "give a name found there or a path to a .json file)",
-			 path, strerror(errno), dir);
+			 path, rc == APS_ERR_IO || rc == APS_ERR_NOTFOUND ? strerror(errno)
+									: aps_strerror(rc),
+			 dir);
 		return NULL;
 	}
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		if (aps_buf_append(&text, chunk, n) || text.len > (4u << 20))
-			break;
-	fclose(f);
-	if (aps_buf_terminate(&text)) {
-		aps_buf_free(&text);
-		snprintf(err, errlen, "out of memory reading %s", path);
-		return NULL;
-	}
-	j = cJSON_Parse((const char *)text.data);
-	aps_buf_free(&text);
+	j = cJSON_Parse(text);
+	free(text);
 	if (!cJSON_IsObject(j)) {
 		cJSON_Delete(j);
 		snprintf(err, errlen, "the ERP profile %s is not a JSON object", path);
@@ -357,14 +348,7 @@ static int parse_offset(const char *s, int *min)
 		*min = (int)(tm.tm_gmtoff / 60);
 		return APS_OK;
 	}
-	if (strlen(s) != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':')
-		return APS_ERR_INVAL;
-	*min = ((s[1] - '0') * 10 + (s[2] - '0')) * 60 + (s[4] - '0') * 10 + (s[5] - '0');
-	if (*min > 14 * 60)
-		return APS_ERR_INVAL;
-	if (s[0] == '-')
-		*min = -*min;
-	return APS_OK;
+	return aps_utc_offset_parse(s, min);
 }
 
 static int load_profile(struct erp *e, const cJSON *p, const char *pname, char *err,
