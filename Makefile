@@ -31,7 +31,9 @@ APS_CPPFLAGS = -D_GNU_SOURCE -Ibroker -Iagent -DAPSYNC_VERSION='"$(VERSION)"' \
 APS_CFLAGS = -std=c11 -pthread $(APS_WARN) $(APS_CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 APS_LIBS = $(PKG_LIBS) -lpthread -lm
 
-COMMON_SRC = $(wildcard common/*.c)
+# The platform's half of common/plat.h and service.h: common/posix/.
+PLAT ?= posix
+COMMON_SRC = $(wildcard common/*.c common/$(PLAT)/*.c)
 AGENT_SRC = $(filter-out agent/main.c,$(wildcard agent/*.c agent/erp/*.c))
 BROKER_SRC = $(filter-out broker/main.c,$(wildcard broker/*.c broker/api/*.c broker/store/*.c))
 UNIT_SRC = $(wildcard tests/unit/test_*.c)

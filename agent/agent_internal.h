@@ -72,6 +72,8 @@ struct agent_opts {
 	char *erp_password_file;
 	char *proxy;             /* HTTP CONNECT proxy to the broker */
 	char *log_level;
+	char *log_file;          /* a size-capped log file beside stderr */
+	int64_t log_max_mb;
 	int64_t reconnect_min;   /* ms */
 	int64_t reconnect_max;   /* ms */
 	int64_t batch_rows;

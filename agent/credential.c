@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
 #include "agent_internal.h"
 #include "err.h"
+#include "plat.h"
 #include "util.h"
 
 #define CRED_FILE "credential.json"
@@ -78,8 +78,7 @@ static void get_str(const cJSON *o, const char *name, char *out, size_t outlen)
 
 int agent_cred__load(const char *state_dir, struct agent_cred *c, char *err, size_t errlen)
 {
-	char path[4096], *text = NULL;
-	struct stat st;
+	char path[4096], why[600], *text = NULL;
 	cJSON *j = NULL;
 	const cJSON *v;
 	int rc;
@@ -99,9 +98,8 @@ int agent_cred__load(const char *state_dir, struct agent_cred *c, char *err, siz
 		snprintf(err, errlen, "cannot read %s: %s", path, aps_strerror(rc));
 		return rc;
 	}
-	if (!stat(path, &st) && (st.st_mode & 077)) {
-		snprintf(err, errlen, "%s is readable by other users (mode %03o); run `chmod 600 %s`",
-			 path, st.st_mode & 0777, path);
+	if (aps_path_open_to_others(path, why, sizeof(why)) == 1) {
+		snprintf(err, errlen, "%s is readable by other users: %s", path, why);
 		rc = APS_ERR_FORBIDDEN;
 		goto out;
 	}

@@ -5,20 +5,17 @@
  * certificate, the broker itself, the credential), and the ERP (reachable,
  * its companies and lists, writes). Read-only: it changes nothing.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -27,6 +24,7 @@
 #include "apsync_proto.h"
 #include "db.h"
 #include "err.h"
+#include "plat.h"
 #include "util.h"
 
 #define TIMEOUT_MS 10000
@@ -64,9 +62,10 @@ __attribute__((format(printf, 4, 5))) static void report(struct doctor *d, const
 
 static int check_state(struct doctor *d, struct agent_opts *o, struct agent_cred *c)
 {
-	char path[4200], err[600];
+	char path[4200], err[600], why[600];
 	struct stat st;
 	sqlite3 *db = NULL;
+	int open;
 
 	if (stat(o->state, &st) || !S_ISDIR(st.st_mode)) {
 		report(d, "state directory", "enroll the SyncTool: apsync-agent enroll --broker "
@@ -78,11 +77,15 @@ static int check_state(struct doctor *d, struct agent_opts *o, struct agent_cred
 	if (access(o->state, R_OK | W_OK | X_OK))
 		report(d, "state directory", "run the agent as the user that owns it, or chown it",
 		       "%s is not writable by this user", o->state);
-	else if (st.st_mode & 077)
-		report(d, "!state directory", "chmod 700 it: it holds the credential and the outbox",
-		       "%s is open to other users (mode %03o)", o->state, st.st_mode & 0777);
+	else if ((open = aps_path_open_to_others(o->state, why, sizeof(why))) == 1)
+		report(d, "!state directory", "let only the agent's user in: it holds the credential "
+					      "and the outbox",
+		       "%s is open to other users: %s", o->state, why);
+	else if (open < 0)
+		report(d, "!state directory", "make sure only the agent's user may enter it",
+		       "cannot tell who may enter: %s", why);
 	else
-		report(d, "state directory", NULL, "%s (mode %03o)", o->state, st.st_mode & 0777);
+		report(d, "state directory", NULL, "%s (only its owner may enter)", o->state);
 	if (agent_cred__load(o->state, c, err, sizeof(err))) {
 		report(d, "credential", "enroll the SyncTool again with a new code from the broker's "
 					"administrator",
@@ -105,75 +108,96 @@ static int check_state(struct doctor *d, struct agent_opts *o, struct agent_cred
 
 /* ---- the route to the broker ---- */
 
-static int dial(const struct addrinfo *ai, char *err, size_t errlen)
-{
-	struct timeval tv = {.tv_sec = TIMEOUT_MS / 1000};
-	struct pollfd pfd;
-	socklen_t len = sizeof(int);
-	int fd, soerr = 0;
+/* The probes use OpenSSL's socket layer (BIO_lookup_ex, BIO_socket,
+ * BIO_connect): one code for every platform. */
 
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
+/* The reason OpenSSL's resolver or socket layer recorded: the system's own
+ * error text ("Connection refused") where there is one. */
+static const char *ossl_reason(char *buf, size_t len)
+{
+	const char *data = NULL, *r;
+	unsigned long e;
+	int flags = 0;
+
+	buf[0] = '\0';
+	while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags))) {
+		if (ERR_SYSTEM_ERROR(e)) {
+			/* "error:8000006F:system library::Connection refused" */
+			ERR_error_string_n(e, buf, len);
+			r = strrchr(buf, ':');
+			if (r && r[1])
+				memmove(buf, r + 1, strlen(r + 1) + 1);
+		} else if (!buf[0] && data && *data && (flags & ERR_TXT_STRING))
+			snprintf(buf, len, "%s", data);
+		else if (!buf[0])
+			ERR_error_string_n(e, buf, len);
+	}
+	if (!buf[0])
+		snprintf(buf, len, "%s", strerror(errno));
+	return buf;
+}
+
+static int dial(const BIO_ADDRINFO *ai, char *err, size_t errlen)
+{
+	int fd, soerr;
+
+	ERR_clear_error();
+	fd = BIO_socket(BIO_ADDRINFO_family(ai), BIO_ADDRINFO_socktype(ai),
+			BIO_ADDRINFO_protocol(ai), 0);
+	if (fd == -1) {
+		ossl_reason(err, errlen);
 		return -1;
 	}
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) && errno != EINPROGRESS) {
-		snprintf(err, errlen, "%s", strerror(errno));
-		close(fd);
+	if (!BIO_socket_nbio(fd, 1) ||
+	    (!BIO_connect(fd, BIO_ADDRINFO_address(ai), 0) && !BIO_sock_should_retry(-1))) {
+		ossl_reason(err, errlen);
+		BIO_closesocket(fd);
 		return -1;
 	}
-	pfd.fd = fd;
-	pfd.events = POLLOUT;
-	if (poll(&pfd, 1, TIMEOUT_MS) != 1) {
+	if (BIO_socket_wait(fd, 0, time(NULL) + TIMEOUT_MS / 1000) != 1) {
 		snprintf(err, errlen, "no answer within %d s", TIMEOUT_MS / 1000);
-		close(fd);
+		BIO_closesocket(fd);
 		return -1;
 	}
-	getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+	soerr = BIO_sock_error(fd);
 	if (soerr) {
 		snprintf(err, errlen, "%s", strerror(soerr));
-		close(fd);
+		BIO_closesocket(fd);
 		return -1;
 	}
 	/* blocking from here, each read and write bounded by the timeout */
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	BIO_socket_nbio(fd, 0);
+	aps_sock_timeout(fd, TIMEOUT_MS);
 	return fd;
 }
 
 static int resolve(struct doctor *d, const char *what, const char *host, int port,
-		   struct addrinfo **res)
+		   BIO_ADDRINFO **res)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
-	char portstr[8], addr[64];
-	int rc;
+	char portstr[8], why[300], *addr;
 
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	rc = getaddrinfo(host, portstr, &hints, res);
-	if (rc) {
+	ERR_clear_error();
+	if (!BIO_lookup_ex(host, portstr, BIO_LOOKUP_CLIENT, AF_UNSPEC, SOCK_STREAM, 0, res)) {
 		report(d, what, "check the name, or this machine's DNS (resolv.conf); a proxy may be "
 				"needed (--proxy)",
-		       "cannot resolve %s: %s", host, gai_strerror(rc));
+		       "cannot resolve %s: %s", host, ossl_reason(why, sizeof(why)));
 		return -1;
 	}
-	getnameinfo((*res)->ai_addr, (*res)->ai_addrlen, addr, sizeof(addr), NULL, 0,
-		    NI_NUMERICHOST);
-	report(d, what, NULL, "%s is %s", host, addr);
+	addr = BIO_ADDR_hostname_string(BIO_ADDRINFO_address(*res), 1);
+	report(d, what, NULL, "%s is %s", host, addr ? addr : "?");
+	OPENSSL_free(addr);
 	return 0;
 }
 
-/* Reads an HTTP response's status and headers' end from fd (plain). */
-static int http_status(int fd, char *buf, size_t len)
+/* Reads an HTTP response's status and headers' end from the socket (plain). */
+static int http_status(BIO *b, char *buf, size_t len)
 {
 	size_t n = 0;
-	ssize_t r;
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int r;
 
 	while (n + 1 < len && !strstr(buf, "\r\n\r\n")) {
-		if (poll(&pfd, 1, TIMEOUT_MS) != 1)
-			return -1;
-		r = read(fd, buf + n, len - n - 1);
+		r = BIO_read(b, buf + n, (int)(len - n - 1));
 		if (r <= 0)
 			return -1;
 		n += (size_t)r;
@@ -186,7 +210,8 @@ static int http_status(int fd, char *buf, size_t len)
 static int route(struct doctor *d, struct agent_opts *o, const struct agent_cred *c)
 {
 	const char *spec, *at;
-	struct addrinfo *ai = NULL;
+	BIO_ADDRINFO *ai = NULL;
+	BIO *b;
 	char err[300], addr[512], req[1024], resp[2048], *auth = NULL;
 	unsigned pport = 0;
 	int fd = -1, status, bypassed;
@@ -196,7 +221,7 @@ static int route(struct doctor *d, struct agent_opts *o, const struct agent_cred
 		if (resolve(d, "broker name", c->host, c->port, &ai))
 			return -1;
 		fd = dial(ai, err, sizeof(err));
-		freeaddrinfo(ai);
+		BIO_ADDRINFO_free(ai);
 		if (fd < 0)
 			report(d, "broker route", "check that the broker runs and that a firewall lets "
 						  "this machine out to that port (or set --proxy)",
@@ -213,7 +238,7 @@ static int route(struct doctor *d, struct agent_opts *o, const struct agent_cred
 	if (resolve(d, "proxy name", at ? at + 1 : addr, (int)pport, &ai))
 		return -1;
 	fd = dial(ai, err, sizeof(err));
-	freeaddrinfo(ai);
+	BIO_ADDRINFO_free(ai);
 	if (fd < 0) {
 		report(d, "proxy", "check the proxy's address and that it runs", "cannot connect to "
 		       "the proxy %s:%u: %s", at ? at + 1 : addr, pport, err);
@@ -232,14 +257,18 @@ static int route(struct doctor *d, struct agent_opts *o, const struct agent_cred
 		 auth ? auth : "", auth ? "\r\n" : "");
 	free(auth);
 	memset(resp, 0, sizeof(resp));
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req) ||
-	    (status = http_status(fd, resp, sizeof(resp))) != 200) {
+	b = BIO_new_socket(fd, BIO_NOCLOSE);
+	status = !b || BIO_write(b, req, (int)strlen(req)) != (int)strlen(req)
+			 ? -1
+			 : http_status(b, resp, sizeof(resp));
+	BIO_free(b);
+	if (status != 200) {
 		report(d, "proxy", "the proxy must allow CONNECT to the broker's port (ask its "
 				   "administrator; squid: http_access and SSL_ports; tinyproxy: "
 				   "ConnectPort)",
 		       "the proxy %s:%u refused CONNECT %s:%d: %.60s", at ? at + 1 : addr, pport,
 		       c->host, c->port, resp[0] ? resp : "no answer");
-		close(fd);
+		BIO_closesocket(fd);
 		return -1;
 	}
 	report(d, "proxy", NULL, "%s:%u tunnels to %s:%d", at ? at + 1 : addr, pport, c->host,
@@ -251,9 +280,10 @@ static int route(struct doctor *d, struct agent_opts *o, const struct agent_cred
 
 static int is_address(const char *host)
 {
-	unsigned char buf[16];
+	ASN1_OCTET_STRING *ip = a2i_IPADDRESS(host);
 
-	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+	ASN1_OCTET_STRING_free(ip);
+	return ip != NULL;
 }
 
 static int verify_cb(int ok, X509_STORE_CTX *ctx)
@@ -407,7 +437,7 @@ out:
 	if (ssl)
 		SSL_free(ssl);
 	SSL_CTX_free(ctx);
-	close(fd);
+	BIO_closesocket(fd);
 }
 
 /* ---- the ERP ---- */

@@ -10,6 +10,7 @@
 #include "agent_internal.h"
 #include "err.h"
 #include "log.h"
+#include "plat.h"
 #include "util.h"
 
 struct enroll {
@@ -231,9 +232,8 @@ int agent_enroll(struct agent_opts *o)
 		return 2;
 	}
 	c.tls.insecure = o->insecure;
-	if (aps_mkdir_p(o->state, 0700) || chmod(o->state, 0700)) {
-		fprintf(stderr, "apsync-agent enroll: cannot create the state directory %s: %s\n",
-			o->state, strerror(errno));
+	if (aps_dir_private(o->state, err, sizeof(err))) {
+		fprintf(stderr, "apsync-agent enroll: the state directory: %s\n", err);
 		return 1;
 	}
 	if (aps_path_join(path, sizeof(path), o->state, "credential.json") || !stat(path, &st)) {

@@ -12,14 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
-#include <unistd.h>
 
 #include "agent_internal.h"
 #include "apsync_proto.h"
 #include "db.h"
 #include "err.h"
 #include "log.h"
+#include "plat.h"
 #include "service.h"
 #include "util.h"
 
@@ -195,7 +194,6 @@ static int send_empty(struct link *l, int type)
 static int send_hello(struct link *l)
 {
 	struct agent *a = l->a;
-	struct utsname u;
 	char host[256] = "", os[200] = "unknown";
 	cJSON *o, *id = NULL, *ag, *it;
 	int rc;
@@ -210,10 +208,9 @@ static int send_hello(struct link *l)
 	cJSON_AddStringToObject(o, "credential", a->cred.credential);
 	ag = cJSON_AddObjectToObject(o, "agent");
 	cJSON_AddStringToObject(ag, "version", APSYNC_VERSION);
-	if (!uname(&u))
-		snprintf(os, sizeof(os), "%s %s %s", u.sysname, u.release, u.machine);
+	aps_plat_os(os, sizeof(os));
 	cJSON_AddStringToObject(ag, "os", os);
-	gethostname(host, sizeof(host) - 1);
+	aps_plat_hostname(host, sizeof(host));
 	cJSON_AddStringToObject(ag, "hostname", host);
 	it = id ? cJSON_DetachItemFromObjectCaseSensitive(id, "erp") : NULL;
 	cJSON_AddItemToObject(o, "erp", it ? it : cJSON_CreateObject());

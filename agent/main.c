@@ -1,11 +1,9 @@
 /* apsync-agent: command-line entry. */
 #include <errno.h>
-#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "agent_internal.h"
 #include "apsync_proto.h"
@@ -15,6 +13,8 @@
 #include "arena.h"
 #include "err.h"
 #include "log.h"
+#include "plat.h"
+#include "service.h"
 #include "util.h"
 
 #define OPT(field) offsetof(struct agent_opts, field)
@@ -44,6 +44,12 @@ const struct aps_cfg_entry agent_run_cfg[] = {
 	 "the broker"},
 	{"log-level", APS_CFG_STR, OPT(log_level), 0, 16, "notice", 1,
 	 "error, warn, notice, info or debug"},
+	{"log-file", APS_CFG_STR, OPT(log_file), 0, 4096, NULL, 1,
+	 "also write the log to this file, renamed to FILE.1 when it reaches --log-max-mb "
+	 "(3 old files kept); for hosts without journald (a Windows service defaults to "
+	 "%ProgramData%\\apsync\\logs\\agent.log)"},
+	{"log-max-mb", APS_CFG_INT, OPT(log_max_mb), 1, 1024, "10", 1,
+	 "size of a --log-file before it is renamed, MB"},
 	{"reconnect-min", APS_CFG_INT, OPT(reconnect_min), 10, 600000, "1000", 0,
 	 "first reconnect delay, ms (doubles up to --reconnect-max, plus up to 30% jitter)"},
 	{"reconnect-max", APS_CFG_INT, OPT(reconnect_max), 100, 3600000, "60000", 0,
@@ -153,6 +159,9 @@ static void usage(FILE *f)
 		   "  apsync-agent erp --erp SCHEME:TARGET [--company C --list L]\n"
 		   "  apsync-agent export --erp SCHEME:TARGET --company C --file DOC.json\n"
 		   "  apsync-agent doctor --state DIR --erp SCHEME:TARGET [options]\n"
+		   "  apsync-agent service install [--config FILE] | uninstall | start | stop | "
+		   "status\n"
+		   "                      (Windows; systemd runs it on Linux)\n"
 		   "  apsync-agent --version\n\n"
 		   "`apsync-agent COMMAND --help` lists a command's options.\n",
 		APSYNC_VERSION);
@@ -204,20 +213,24 @@ static int set_log_level(const char *cmd, const char *name)
 
 static struct agent *running;
 
-static void on_signal(int sig)
+static void on_stop(void)
 {
-	(void)sig;
-	if (running)
-		running->stop = 1; /* the loop thread wakes: its poll() is interrupted */
+	struct agent *a = running;
+
+	if (a) {
+		a->stop = 1;
+		/* wakes the loop thread wherever the request came from: a signal
+		 * (which interrupts its poll() anyway) or another thread */
+		if (a->ctx)
+			lws_cancel_service(a->ctx);
+	}
 }
 
 int agent_run(struct agent_opts *opts)
 {
 	struct agent a;
-	char err[1024], proxy[512];
+	char err[1024], proxy[512], why[600];
 	unsigned proxy_port;
-	sigset_t block, old;
-	struct stat st;
 	int rc;
 
 	memset(&a, 0, sizeof(a));
@@ -245,25 +258,15 @@ int agent_run(struct agent_opts *opts)
 		log_err("%s", err);
 		return 1;
 	}
-	if (!stat(opts->state, &st) && (st.st_mode & 077))
-		log_warn("state directory %s is open to other users (mode %03o); chmod 700 it",
-			 opts->state, st.st_mode & 0777);
+	if (aps_path_open_to_others(opts->state, why, sizeof(why)) == 1)
+		log_warn("state directory %s is open to other users: %s", opts->state, why);
 	pthread_mutex_init(&a.mu, NULL);
 	pthread_cond_init(&a.cv, NULL);
 	running = &a;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGPIPE, SIG_IGN);
+	aps_plat_on_stop(on_stop);
 	log_notice("apsync-agent %s: SyncTool \"%s\" of tenant %s, broker %s, ERP %s",
 		   APSYNC_VERSION, a.cred.synctool, a.cred.tenant, a.cred.broker, opts->erp);
-	/* Signals go to the loop thread only: the worker starts with them blocked. */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
 	rc = worker__start(&a, err, sizeof(err));
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		log_err("%s", err);
 		rc = 1;
@@ -286,6 +289,7 @@ out:
 static int cmd_run(int argc, char **argv)
 {
 	struct agent_opts o;
+	char err[600];
 	int rc;
 
 	memset(&o, 0, sizeof(o));
@@ -301,13 +305,29 @@ static int cmd_run(int argc, char **argv)
 	rc = parse("run", agent_run_cfg, &o, argc, argv);
 	if (!rc)
 		rc = set_log_level("run", o.log_level);
+	if (!rc && !o.log_file && aps_service_log_file("agent"))
+		o.log_file = strdup(aps_service_log_file("agent"));
+	if (!rc && o.log_file &&
+	    aps_log_file(o.log_file, (long)o.log_max_mb << 20, err, sizeof(err))) {
+		fprintf(stderr, "apsync-agent run: %s\n", err);
+		rc = 2;
+	}
 	if (!rc) {
-		/* SIGHUP reads the config's log level again, unless the command line set it */
-		aps_log_reload_setup(agent_run_cfg, sizeof(o), OPT(log_level),
-				     aps_cfg_arg(argc, argv, "log-level")
-					     ? NULL
-					     : aps_cfg_arg(argc, argv, "config"));
+		struct aps_log_reload r = {
+			.table = agent_run_cfg,
+			.opts_size = sizeof(o),
+			.live = &o,
+			.config_path = aps_cfg_arg(argc, argv, "config"),
+			.argc = argc,
+			.argv = argv,
+			.has_log_file = 1,
+			.log_file_offset = OPT(log_file),
+			.log_max_mb_offset = OPT(log_max_mb),
+		};
+
+		aps_log_reload_setup(&r);
 		rc = agent_run(&o);
+		aps_log_file(NULL, 0, err, sizeof(err));
 	}
 	aps_cfg_free(agent_run_cfg, &o);
 	return rc;
@@ -668,8 +688,19 @@ static int cmd_doctor(int argc, char **argv)
 	return rc;
 }
 
+/* `apsync-agent service …`: the Service Control Manager runs `service run`,
+ * which runs `run` with the same options. */
+static const struct aps_service agent_service = {
+	.name = "apsync-agent",
+	.display = "apsync SyncTool agent",
+	.description = "Keeps the AP application in step with this ERP (apsync SyncTool).",
+	.program = "agent",
+	.run = cmd_run,
+};
+
 int main(int argc, char **argv)
 {
+	aps_plat_init();
 	aps_arena_hooks_install();
 	aps_log_init("agent", APS_LOG_NOTICE);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
@@ -693,6 +724,8 @@ int main(int argc, char **argv)
 		return cmd_export(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "doctor"))
 		return cmd_doctor(argc - 2, argv + 2);
+	if (!strcmp(argv[1], "service"))
+		return aps_service_command(&agent_service, argc - 2, argv + 2);
 	fprintf(stderr, "apsync-agent: unknown command \"%s\"\n\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -34,6 +34,7 @@
 #include "db.h"
 #include "err.h"
 #include "log.h"
+#include "plat.h"
 #include "util.h"
 
 struct worker {
@@ -1537,7 +1538,7 @@ int worker__start(struct agent *a, char *err, size_t errlen)
 		rc = APS_ERR_NOMEM;
 		goto fail;
 	}
-	if (pthread_create(&a->worker, NULL, worker_main, w)) {
+	if (aps_plat_thread_start(&a->worker, worker_main, w)) {
 		snprintf(err, errlen, "cannot start the ERP worker thread");
 		rc = APS_ERR_INTERNAL;
 		goto fail;

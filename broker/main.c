@@ -63,6 +63,7 @@ static void usage(FILE *f)
 static int serve_main(int argc, char **argv)
 {
 	struct broker_opts opts;
+	struct aps_log_reload reload = {.table = broker_serve_cfg, .opts_size = sizeof(opts)};
 	char err[512];
 	int argi = 0, level, rc;
 
@@ -96,9 +97,11 @@ static int serve_main(int argc, char **argv)
 	}
 	aps_log_init("broker", level);
 	/* SIGHUP reads the config's log level again, unless the command line set it */
-	aps_log_reload_setup(broker_serve_cfg, sizeof(opts), OPT(log_level),
-			     aps_cfg_arg(argc, argv, "log-level") ? NULL
-								   : aps_cfg_arg(argc, argv, "config"));
+	reload.live = &opts;
+	reload.config_path = aps_cfg_arg(argc, argv, "config");
+	reload.argc = argc;
+	reload.argv = argv;
+	aps_log_reload_setup(&reload);
 	rc = broker_serve(&opts);
 	aps_cfg_free(broker_serve_cfg, &opts);
 	return rc;

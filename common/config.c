@@ -114,7 +114,9 @@ int aps_cfg_load_file(const struct aps_cfg_entry *t, void *opts, const char *pat
 		snprintf(err, errlen, "cannot read config file %s: %s", path, aps_strerror(rc));
 		return rc;
 	}
-	for (line = text; line; line = next) {
+	/* Notepad starts a UTF-8 file with a byte order mark */
+	line = !strncmp(text, "\xEF\xBB\xBF", 3) ? text + 3 : text;
+	for (; line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
 			*next++ = '\0';
@@ -222,7 +224,25 @@ void aps_cfg_help(const struct aps_cfg_entry *t, FILE *f)
 			fprintf(f, " [%lld..%lld]", (long long)t->min, (long long)t->max);
 		if (t->def)
 			fprintf(f, " (default: %s)", t->def);
+		if (t->reload)
+			fprintf(f, " (SIGHUP reloads)");
 		fputc('\n', f);
+	}
+}
+
+int aps_cfg_same(const struct aps_cfg_entry *e, const void *a, const void *b)
+{
+	const char *sa, *sb;
+
+	switch (e->type) {
+	case APS_CFG_STR:
+		sa = *FIELD(a, e, char *);
+		sb = *FIELD(b, e, char *);
+		return sa == sb || (sa && sb && !strcmp(sa, sb));
+	case APS_CFG_INT:
+		return *FIELD(a, e, int64_t) == *FIELD(b, e, int64_t);
+	default:
+		return *FIELD(a, e, int) == *FIELD(b, e, int);
 	}
 }
 

@@ -47,5 +47,7 @@ void aps_cfg_help(const struct aps_cfg_entry *t, FILE *f);
 /* The value of "--name VALUE" or "--name=VALUE" on a command line, or NULL. */
 const char *aps_cfg_arg(int argc, char **argv, const char *name);
 void aps_cfg_free(const struct aps_cfg_entry *t, void *opts);
+/* 1 when the option has the same value in a and b. */
+int aps_cfg_same(const struct aps_cfg_entry *e, const void *a, const void *b);
 
 #endif

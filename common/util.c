@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "err.h"
+#include "plat.h"
 #include "util.h"
 
 int64_t aps_now_ms(void)
@@ -262,7 +263,7 @@ int aps_write_file(const char *path, const void *data, size_t len, mode_t mode)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return APS_ERR_IO;
-	if (fchmod(fd, mode))
+	if (aps_file_private(fd, (int)mode))
 		goto out;
 	while (len) {
 		n = write(fd, p, len);
@@ -273,13 +274,13 @@ int aps_write_file(const char *path, const void *data, size_t len, mode_t mode)
 		p += n;
 		len -= (size_t)n;
 	}
-	if (fsync(fd))
+	if (aps_file_sync(fd))
 		goto out;
 	rc = APS_OK;
 out:
 	close(fd);
-	if (rc == APS_OK && rename(tmp, path))
-		rc = APS_ERR_IO;
+	if (rc == APS_OK)
+		rc = aps_file_replace(tmp, path);
 	if (rc)
 		unlink(tmp);
 	return rc;
@@ -294,13 +295,16 @@ int aps_mkdir_p(const char *path, mode_t mode)
 		return APS_ERR_RANGE;
 	memcpy(buf, path, len + 1);
 	for (i = 1; i <= len; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
+		char sep = buf[i];
+		struct stat st;
+
+		if (!aps_path_sep(sep) && sep != '\0')
 			continue;
 		buf[i] = '\0';
-		if (mkdir(buf, mode) && errno != EEXIST)
+		/* "C:" on Windows is no directory to make, but is one */
+		if (mkdir(buf, mode) && errno != EEXIST && (stat(buf, &st) || !S_ISDIR(st.st_mode)))
 			return APS_ERR_IO;
-		if (i < len)
-			buf[i] = '/';
+		buf[i] = sep;
 	}
 	return APS_OK;
 }

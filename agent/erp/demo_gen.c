@@ -21,6 +21,7 @@
 
 #include "demo.h"
 #include "err.h"
+#include "plat.h"
 #include "util.h"
 
 #define DAY_MS  86400000LL
@@ -1324,11 +1325,12 @@ static void unlink_tmp(const char *tmp)
 
 static int sync_path(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	/* for writing: Windows flushes only a file opened to be written */
+	int fd = open(path, O_RDWR | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return -1;
-	rc = fsync(fd);
+	rc = aps_file_sync(fd);
 	close(fd);
 	return rc;
 }
@@ -1337,32 +1339,28 @@ static int sync_path(const char *path)
 static int publish(const char *tmp, const char *path, char *err, size_t errlen)
 {
 	char dir[4096];
-	char *slash;
-	struct stat st;
+	size_t n;
+	int rc = aps_file_publish(tmp, path);
 
-	if (link(tmp, path) == 0) {
-		unlink(tmp);
-	} else if (errno == EEXIST) {
+	if (rc == APS_ERR_EXISTS) {
 		snprintf(err, errlen,
 		         "%s appeared while the demo ERP was being generated; it was "
 		         "left as it is: choose another --out path or remove it first",
 		         path);
-		return APS_ERR_EXISTS;
-	} else if (lstat(path, &st) == 0 || rename(tmp, path)) {
-		/* No hard links here (some file systems): a checked rename instead. */
+		return rc;
+	}
+	if (rc) {
 		snprintf(err, errlen, "cannot move %s to %s: %s", tmp, path, strerror(errno));
-		return APS_ERR_IO;
+		return rc;
 	}
 	/* Make the new name durable too. */
 	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
-	sync_path(dir);
+	for (n = strlen(dir); n && !aps_path_sep(dir[n - 1]); n--)
+		;
+	if (n > 1)
+		n--; /* the separator, unless it is the root */
+	snprintf(dir + n, sizeof(dir) - n, "%s", n ? "" : ".");
+	aps_dir_sync(dir);
 	return APS_OK;
 }
 

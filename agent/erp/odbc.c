@@ -33,6 +33,7 @@
 #include "err.h"
 #include "sqldb.h"
 #include "sqlmap.h"
+#include "plat.h"
 #include "util.h"
 
 #define MAX_DOC_LINES 500
@@ -1361,43 +1362,18 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* The rename of a new file into the folder, durable. */
-static void sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		(void)fsync(fd); /* some shares cannot: the file itself was synced */
-		close(fd);
-	}
-}
-
-/* Puts the file in place under its name unless one is there already. A hard
- * link never replaces an existing file; where the file system has none (some
- * shares), rename after looking. *existed: a file of that name was there. */
+/* Puts the file in place under its name unless one is there already, which
+ * it never replaces. *existed: a file of that name was there. */
 static int publish(const char *tmp, const char *path, int *existed, char *err, size_t errlen)
 {
-	*existed = 0;
-	if (!link(tmp, path)) {
+	int rc = aps_file_publish(tmp, path);
+
+	*existed = rc == APS_ERR_EXISTS;
+	if (*existed) {
 		unlink(tmp);
 		return APS_OK;
 	}
-	if (errno == EEXIST) {
-		*existed = 1;
-		unlink(tmp);
-		return APS_OK;
-	}
-	if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOSYS &&
-	    errno != EMLINK && errno != EXDEV)
-		return io_fail("create", path, errno, err, errlen);
-	if (!access(path, F_OK)) {
-		*existed = 1;
-		unlink(tmp);
-		return APS_OK;
-	}
-	if (rename(tmp, path))
-		return io_fail("create", path, errno, err, errlen);
-	return APS_OK;
+	return rc ? io_fail("create", path, errno, err, errlen) : APS_OK;
 }
 
 /* Writes NAME in DIR atomically: a hidden temporary file, written and synced,
@@ -1417,7 +1393,7 @@ static int write_new(const char *dir, const char *name, const struct aps_buf *b,
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (fd < 0)
 		return io_fail("create", tmp, errno, err, errlen);
-	bad = write_all(fd, b->data, b->len) || fsync(fd);
+	bad = write_all(fd, b->data, b->len) || aps_file_sync(fd);
 	e = errno;
 	if (close(fd) && !bad) {
 		bad = 1;
@@ -1431,7 +1407,7 @@ static int write_new(const char *dir, const char *name, const struct aps_buf *b,
 	if (rc)
 		unlink(tmp);
 	else
-		sync_dir(dir);
+		aps_dir_sync(dir);
 	return rc;
 }
 

@@ -4,13 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <sql.h>
 #include <sqlext.h>
 #include <sqlite3.h>
 
 #include "err.h"
+#include "plat.h"
 #include "sqldb.h"
 
 #define BUSY_TIMEOUT_MS 5000
@@ -281,7 +281,7 @@ int sqldb_fingerprint(const struct sqldb *db, char out[128])
 {
 	static const char *const suffixes[] = {"", "-wal", "-journal"};
 	char path[4200];
-	struct stat st;
+	int64_t size, mtime;
 	size_t i, n = 0;
 
 	if (!db->path)
@@ -289,14 +289,14 @@ int sqldb_fingerprint(const struct sqldb *db, char out[128])
 	out[0] = '\0';
 	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		snprintf(path, sizeof(path), "%s%s", db->path, suffixes[i]);
-		if (stat(path, &st)) {
+		if (aps_file_stamp(path, &size, &mtime)) {
 			if (!i)
 				return APS_ERR_NOTFOUND;
 			continue;
 		}
-		n += (size_t)snprintf(out + n, 128 - n, "%s%lld.%lld.%09ld", i ? "/" : "",
-				      (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-				      st.st_mtim.tv_nsec);
+		n += (size_t)snprintf(out + n, 128 - n, "%s%lld.%lld.%09lld", i ? "/" : "",
+				      (long long)size, (long long)(mtime / 1000000000),
+				      (long long)(mtime % 1000000000));
 		if (n >= 128)
 			return APS_ERR_RANGE;
 	}

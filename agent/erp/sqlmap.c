@@ -27,6 +27,7 @@
 #include "err.h"
 #include "sqldb.h"
 #include "sqlmap.h"
+#include "plat.h"
 #include "util.h"
 
 #define MAX_COLS   32
@@ -341,11 +342,7 @@ static int parse_offset(const char *s, int *min)
 		return APS_OK;
 	}
 	if (!strcmp(s, "local")) {
-		time_t now = time(NULL);
-		struct tm tm;
-
-		localtime_r(&now, &tm);
-		*min = (int)(tm.tm_gmtoff / 60);
+		*min = aps_plat_utc_offset(time(NULL));
 		return APS_OK;
 	}
 	return aps_utc_offset_parse(s, min);

@@ -98,7 +98,7 @@ def help_options(program):
     for line in sh(HELP[program]).stdout.splitlines():
         m = HELP_LINE.match(line)
         if m:
-            d = re.search(r" \(default: (.*)\)$", m.group(2))
+            d = re.search(r" \(default: (.*?)\)( \(SIGHUP reloads\))?$", m.group(2))
             out[m.group(1)] = d.group(1) if d else None
     return out
 

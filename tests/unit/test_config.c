@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "plat.h"
 #include "tap.h"
 #include "util.h"
 
@@ -21,11 +22,11 @@ static const struct aps_cfg_entry table[] = {
 	APS_CFG_END,
 };
 
-static char tmpdir[64];
+static char tmpdir[600];
 
 static const char *write_tmp(const char *name, const char *text)
 {
-	static char path[128];
+	static char path[700];
 
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
 	aps_write_file(path, text, strlen(text), 0600);
@@ -109,6 +110,22 @@ TEST(file_then_command_line)
 	aps_cfg_free(table, &o);
 }
 
+/* As Windows' Notepad saves it: a byte order mark and CR LF line ends. */
+TEST(notepad_files)
+{
+	struct opts o = {0};
+	char err[200];
+
+	aps_cfg_defaults(table, &o);
+	CHECK_EQ_INT(aps_cfg_load_file(table, &o,
+				       write_tmp("n.conf", "\xEF\xBB\xBFname = win\r\ncount = 3\r\n"),
+				       err, sizeof(err)),
+		     APS_OK);
+	CHECK_EQ_STR(o.name, "win");
+	CHECK_EQ_INT(o.count, 3);
+	aps_cfg_free(table, &o);
+}
+
 TEST(file_errors_name_the_line)
 {
 	struct opts o = {0};
@@ -130,17 +147,22 @@ TEST(file_errors_name_the_line)
 
 int main(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/apsync-cfg-XXXXXX");
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : getenv("TEMP");
+
+	aps_plat_init();
+	snprintf(tmpdir, sizeof(tmpdir), "%s/apsync-cfg-XXXXXX", base ? base : "/tmp");
 	if (!mkdtemp(tmpdir))
 		return 1;
 	RUN(defaults);
 	RUN(command_line);
 	RUN(bounds_and_errors);
 	RUN(file_then_command_line);
+	RUN(notepad_files);
 	RUN(file_errors_name_the_line);
 	unlink(write_tmp("a.conf", ""));
 	unlink(write_tmp("b.conf", ""));
 	unlink(write_tmp("c.conf", ""));
+	unlink(write_tmp("n.conf", ""));
 	rmdir(tmpdir);
 	return tap_done();
 }

@@ -76,3 +76,22 @@ void aps_service_stopping(void)
 	if (getenv("NOTIFY_SOCKET"))
 		sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 }
+
+int aps_service_command(const struct aps_service *s, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	fprintf(stderr,
+		"%s service: on this system the %s runs under systemd, from the package's unit:\n"
+		"  systemctl enable --now %s     (start now and at boot)\n"
+		"  systemctl status %s           (is it running; its latest log lines)\n"
+		"  journalctl -u %s              (its log)\n",
+		s->name, s->program, s->name, s->name, s->name);
+	return 2;
+}
+
+const char *aps_service_log_file(const char *program)
+{
+	(void)program;
+	return NULL;
+}
