@@ -8,6 +8,8 @@
 #   make install    programs, web page, profiles, systemd units and example
 #                   configs under DESTDIR + PREFIX (and SYSCONFDIR, UNITDIR)
 #   make deb        build/deb/apsync-agent_VERSION_ARCH.deb and apsync-broker_…
+#   make windows    build-win/bin/apsync-agent.exe, cross-built with mingw-w64
+#                   (make check also runs it under wine: test_windows)
 
 include config.mk
 
@@ -17,9 +19,10 @@ OBJ = $(BUILD)/obj
 
 # Recursive (=) on purpose: pkg-config runs when a recipe needs it, which is
 # after `deps` has installed the packages on a fresh machine.
-PKG_CFLAGS = $(shell pkg-config --cflags $(APS_PKGS) $(AGENT_PKGS))
-PKG_LIBS = $(shell pkg-config --libs $(APS_PKGS))
-AGENT_LIBS = $(shell pkg-config --libs $(AGENT_PKGS))
+PKG_CONFIG ?= pkg-config
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(APS_PKGS) $(AGENT_PKGS))
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(APS_PKGS))
+AGENT_LIBS = $(shell $(PKG_CONFIG) --libs $(AGENT_PKGS))
 
 APS_WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wno-unused-parameter
@@ -29,10 +32,9 @@ endif
 APS_CPPFLAGS = -D_GNU_SOURCE -Ibroker -Iagent -DAPSYNC_VERSION='"$(VERSION)"' \
 	-DAPSYNC_WEB_ROOT='"$(WEB_ROOT)"' -DAPSYNC_PROFILE_DIR='"$(PROFILE_DIR)"' -Iproto -Icommon
 APS_CFLAGS = -std=c11 -pthread $(APS_WARN) $(APS_CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS)
-APS_LIBS = $(PKG_LIBS) -lpthread -lm
+APS_LIBS = $(PKG_LIBS) -lpthread -lm $(PLAT_LIBS)
 
-# The platform's half of common/plat.h and service.h: common/posix/.
-PLAT ?= posix
+# The platform's half of common/plat.h and service.h (PLAT, config.mk).
 COMMON_SRC = $(wildcard common/*.c common/$(PLAT)/*.c)
 AGENT_SRC = $(filter-out agent/main.c,$(wildcard agent/*.c agent/erp/*.c))
 BROKER_SRC = $(filter-out broker/main.c,$(wildcard broker/*.c broker/api/*.c broker/store/*.c))
@@ -51,7 +53,26 @@ BINS = $(BUILD)/bin/apsync-broker $(BUILD)/bin/apsync-agent
 UNIT_BINS = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS = $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps tests check demo asan bench clean format install deb conf
+.PHONY: all deps tests check demo asan bench clean format install deb conf windows \
+	win-tests windows-check
+
+# ---- Windows: the agent cross-built with mingw-w64 (packaging/windows/) ----
+# `make windows` builds the libraries from Debian's sources once
+# (packaging/windows/deps.sh), then build-win/bin/apsync-agent.exe: static,
+# one file. `make check` runs its tests under wine; `make windows-check` runs
+# only those.
+WIN_HOST = x86_64-w64-mingw32
+WIN_BUILD = build-win
+ifeq ($(PLAT),win32)
+WIN_DEPS = $(abspath $(WIN_BUILD))/deps
+PKG_CONFIG = PKG_CONFIG_LIBDIR=$(WIN_DEPS)/lib/pkgconfig pkg-config --static
+APS_CPPFLAGS += -include common/win32/compat.h -Icommon/win32/include -I$(BUILD)/gen
+# the libraries' own Windows libraries come with their .pc files; the
+# platform code needs the service and security (advapi32) and shell APIs
+PLAT_LIBS = -static -ladvapi32 -lshell32
+PLAT_OBJ = $(BUILD)/gen/apsync-res.o
+EXE = .exe
+endif
 
 all: $(BINS)
 
@@ -83,9 +104,41 @@ $(LIBBROKER): $(BROKER_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BUILD)/bin/apsync-agent: $(OBJ)/agent/main.o $(LIBAGENT) $(LIBCOMMON)
+$(BUILD)/bin/apsync-agent$(EXE): $(OBJ)/agent/main.o $(LIBAGENT) $(LIBCOMMON) $(PLAT_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(AGENT_LIBS) $(APS_LIBS)
+
+# Windows resources: the manifest and the Event Log's message table.
+$(BUILD)/gen/messages.h: common/win32/messages.mc
+	@mkdir -p $(dir $@)
+	$(WIN_HOST)-windmc -h $(BUILD)/gen -r $(BUILD)/gen $<
+$(BUILD)/gen/apsync-res.o: common/win32/apsync.rc common/win32/apsync.manifest $(BUILD)/gen/messages.h
+	$(WIN_HOST)-windres -I$(BUILD)/gen -Icommon/win32 $< -o $@
+$(OBJ)/common/win32/service.o: $(BUILD)/gen/messages.h
+
+# The unit tests that run on Windows too (under wine): they need no broker.
+WIN_UNIT = test_plat test_codec test_config
+$(BUILD)/tests/%.exe: $(OBJ)/tests/unit/%.o $(LIBCOMMON) $(PLAT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -pthread -o $@ $^ $(APS_LIBS)
+
+WIN_MAKE = $(MAKE) --no-print-directory PLAT=win32 BUILD=$(WIN_BUILD) \
+	CC=$(WIN_HOST)-gcc-posix AR=$(WIN_HOST)-ar
+
+windows:
+	@packaging/windows/deps.sh
+	@$(WIN_MAKE) WERROR=$(WERROR) $(WIN_BUILD)/bin/apsync-agent.exe
+
+# What tests/integration/test_windows.py runs under wine (part of `check`).
+win-tests:
+	@packaging/windows/deps.sh
+	@$(WIN_MAKE) WERROR=1 $(WIN_BUILD)/bin/apsync-agent.exe $(WIN_UNIT:%=$(WIN_BUILD)/tests/%.exe)
+
+# Only the Windows tests: the agent as a service under wine, against this
+# machine's broker.
+windows-check: deps
+	@$(MAKE) --no-print-directory WERROR=1 all win-tests
+	@APSYNC_BUILD=$(BUILD) python3 tests/run.py test_windows
 
 $(BUILD)/bin/apsync-broker: $(OBJ)/broker/main.o $(LIBBROKER) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -105,7 +158,7 @@ tests: $(BINS) $(UNIT_BINS) $(TOOL_BINS)
 # is missing first, then builds in a fresh make (so pkg-config sees the
 # packages it just installed).
 check: deps
-	@$(MAKE) --no-print-directory WERROR=1 tests
+	@$(MAKE) --no-print-directory WERROR=1 tests win-tests
 	@APSYNC_BUILD=$(BUILD) python3 tests/run.py $(TESTS)
 
 demo: deps
@@ -120,6 +173,7 @@ asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan WERROR=1 \
 		CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" tests
+	@$(MAKE) --no-print-directory win-tests
 	@APSYNC_BUILD=build-asan APSYNC_ASAN=1 python3 tests/run.py $(TESTS)
 
 # ---- install and packages (packaging/README.md) ----

@@ -16,7 +16,16 @@ WEB_ROOT ?= $(CURDIR)/broker/web
 # Where the agent finds its ERP mapping profiles by default (--profiles).
 PROFILE_DIR ?= $(CURDIR)/agent/erp/profiles
 
+# posix: Linux; win32: the Windows agent, cross-built by `make windows`.
+PLAT ?= posix
+
 # Libraries, all found through pkg-config (libsystemd: sd_notify under systemd).
+# The agent alone reaches ERPs: unixODBC for SQL databases, libcurl for ERP web
+# APIs. On Windows, odbc is Windows' own ODBC (odbc32) and the Service Control
+# Manager takes libsystemd's place.
+ifeq ($(PLAT),win32)
+APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd
+else
 APS_PKGS = libwebsockets libcjson sqlite3 openssl zlib libzstd libsystemd
-# The agent alone reaches ERPs: unixODBC for SQL databases, libcurl for ERP web APIs.
+endif
 AGENT_PKGS = odbc libcurl
