@@ -134,6 +134,13 @@ class Windows(Case):
                     "log-level = info\n"
                     "reconnect-min = 200\n")
 
+        # doctor, on Windows too: the route, TLS, the credential, the ERP
+        out = self.step(0, "0 problems", "doctor", "--config",
+                        "C:\\ProgramData\\apsync\\agent.conf")
+        for what in ("broker route", "broker TLS", "broker credential", "ERP company"):
+            self.assertTrue([l for l in out.splitlines() if what in l and
+                             l.startswith("[ ok ]")], "%s\n%s" % (what, out))
+
         self.step(1, "not installed", "service", "status")
         # only the SCM starts `service run`
         self.step(2, "only the Service Control Manager", "service", "run", "--config",
