@@ -472,6 +472,7 @@ struct reader {
 	int key_col, mod_col;
 	int window;
 	int64_t tail_from_ms;  /* rows modified at or after this go to the overlap set */
+	char tail_cutoff[11];  /* a local date before this is older, whatever its offset */
 	/* per batch */
 	int64_t count;
 	uint64_t checksum;
@@ -598,13 +599,15 @@ static int on_row(void *ud, const struct aps_value *vals)
 	const struct aps_value *key = &vals[r->key_col];
 	const struct aps_value *mod = r->mod_col >= 0 ? &vals[r->mod_col] : NULL;
 	const char *modified = mod && mod->type == APS_V_TEXT ? mod->s : NULL;
+	size_t klen = key->type == APS_V_TEXT ? strlen(key->s) : 0;
+	size_t mlen = modified ? strlen(modified) : 0;
 	int64_t mod_ms = 0;
 	uint64_t hash;
 	int same = 0;
 
-	if (key->type != APS_V_TEXT || !key->s[0] || strlen(key->s) > APSYNC_MAX_KEY_LEN ||
+	if (!klen || klen > APSYNC_MAX_KEY_LEN ||
 	    (r->window && (!modified || aps_time_parse(modified, &mod_ms))) ||
-	    (modified && strlen(modified) >= sizeof(r->last_modified))) {
+	    mlen >= sizeof(r->last_modified)) {
 		r->err = APS_ERR_ERP;
 		return 1;
 	}
@@ -614,8 +617,8 @@ static int on_row(void *ud, const struct aps_value *vals)
 		if (r->err)
 			return 1;
 	}
-	snprintf(r->last_key, sizeof(r->last_key), "%s", key->s);
-	snprintf(r->last_modified, sizeof(r->last_modified), "%s", modified ? modified : "");
+	memcpy(r->last_key, key->s, klen + 1); /* lengths checked above */
+	memcpy(r->last_modified, modified ? modified : "", mlen + 1);
 	if (same) {
 		r->skipped++; /* the broker holds this very row */
 		return 0;
@@ -624,7 +627,11 @@ static int on_row(void *ud, const struct aps_value *vals)
 		r->skipped++; /* the broker confirmed this very version last time */
 		return 0;
 	}
-	if (modified && (r->window || !aps_time_parse(modified, &mod_ms)) &&
+	/* A full read parses a row's time only when its date may be near the
+	 * tail (the ISO dates compare as text): most rows are far older. */
+	if (modified &&
+	    (r->window ||
+	     (strncmp(modified, r->tail_cutoff, 10) >= 0 && !aps_time_parse(modified, &mod_ms))) &&
 	    mod_ms >= r->tail_from_ms) {
 		if (r->ntail == r->captail) {
 			int cap = r->captail ? r->captail * 2 : 64;
@@ -767,6 +774,16 @@ static int run_list(struct worker *w, int64_t job, const char *entity,
 	r.record = w->ops->stamped && !w->ops->stamped(w->erp, l->name);
 	aps_time_parse(window_to, &to_ms);
 	r.tail_from_ms = to_ms - o->cursor_overlap;
+	/* Two days before tail_from's date: a time written with a date before
+	 * that is older than tail_from at any UTC offset (they stay within a
+	 * day). */
+	{
+		char iso[APS_TIME_LEN];
+
+		aps_time_format_offset(r.tail_from_ms - 2 * 86400000LL, 0, iso);
+		memcpy(r.tail_cutoff, iso, 10);
+		r.tail_cutoff[10] = '\0';
+	}
 	snprintf(key, sizeof(key), "%s", res->key ? res->key : "");
 	snprintf(modified, sizeof(modified), "%s", res->modified ? res->modified : "");
 	snprintf(r.last_key, sizeof(r.last_key), "%s", key);

@@ -1,7 +1,8 @@
 /*
  * The store writer, in two stages. The prep thread decodes each queued frame
- * (inflate, parse) and, for a BATCH, computes its rows' keys, hashes and
- * stored text: work that needs no store, done beside the writer. The writer:
+ * (inflate, parse) and, for a BATCH, reads its rows' keys, hashes and
+ * stored text straight from the JSON text (batchscan.c): work that needs no
+ * store, done beside the writer. The writer:
  * one thread with its own store connection that applies the
  * agents' sequenced messages in order. It takes whatever is queued, applies
  * it in one transaction (each message in its own savepoint, so one agent's
@@ -21,6 +22,7 @@
 #include "apsync_proto.h"
 #include "arena.h"
 #include "batch.h"
+#include "batchscan.h"
 #include "broker_internal.h"
 #include "err.h"
 #include "log.h"
@@ -28,12 +30,17 @@
 
 /* At most this many messages per transaction. */
 #define GROUP_MAX 64
-/* Decoded frames waiting for the writer (each may hold a batch's tree). */
+/* Decoded frames waiting for the writer (each may hold a batch's rows). */
 #define READY_MAX 3
+/* Preps kept for reuse, with their arena and text buffer: a batch's are
+ * about a MB, which malloc maps fresh each time, and the kernel then
+ * zeroes page by page as the prep thread first writes it. */
+#define PREP_POOL 4
+#define PREP_KEEP (8 << 20) /* a prep that held more is not kept */
 
-/* A frame as the prep thread leaves it for the writer: its tree and, for a
- * BATCH, its rows ready to store. Everything lives in its own arena, freed
- * with it. */
+/* A frame as the prep thread leaves it for the writer: its tree (for a
+ * BATCH, every member but "data") and, for a BATCH, its rows ready to store.
+ * Everything lives in its own arena, freed with it. */
 struct ingest_prep {
 	struct aps_arena arena;
 	int rc;                 /* decoding failed: why says so */
@@ -81,9 +88,11 @@ struct ingest {
 	pthread_t prep_thread, ckpt_thread;
 	int commits;                  /* since the last checkpoint (under mu) */
 	struct store *ckpt_store;     /* the checkpoint thread's connection */
+	struct ingest_prep *pool[PREP_POOL]; /* under mu */
+	int npool;
 	/* prep thread only */
 	struct aps_codec codec;
-	struct aps_hasher hasher;
+	struct batch_scanner scanner;
 	/* writer thread only */
 	struct store *store;
 	struct rx_entry *rx;
@@ -155,99 +164,45 @@ static int job_active(const struct store_job_ref *ref)
 	return !strcmp(ref->status, "dispatched") || !strcmp(ref->status, "running");
 }
 
-/* Appends one row as the JSON array of its values, each printed by cJSON
- * into the buffer without building a tree per row. */
-static int row_json(struct aps_buf *out, const struct aps_batch *b, const cJSON *const *vals)
+/* Prep thread: a BATCH's rows, keys, hashes and texts, read from its body
+ * text by the batch scanner without a tree of its values. APS_ERR_JSON: the
+ * body is not one JSON object. */
+static int prepare_batch(struct ingest *in, struct ingest_prep *p, const char *text, char *why,
+			 size_t whylen)
 {
-	size_t need;
+	struct batch_rows br;
+	const cJSON *after;
+	const char *prev;
 	int i, rc;
 
-	rc = aps_buf_append(out, "[", 1);
-	for (i = 0; i < b->ncols && !rc; i++) {
-		if (i)
-			rc = aps_buf_append(out, ",", 1);
-		need = cJSON_IsString(vals[i]) ? strlen(vals[i]->valuestring) * 6 + 8 : 64;
-		for (;;) {
-			if (rc || (rc = aps_buf_reserve(out, need)))
-				break;
-			if (cJSON_PrintPreallocated((cJSON *)vals[i], (char *)out->data + out->len,
-						    (int)(out->cap - out->len), 0)) {
-				out->len += strlen((char *)out->data + out->len);
-				break;
-			}
-			if (need > APSYNC_MAX_INFLATED)
-				return APS_ERR_NOMEM;
-			need *= 4; /* nested arrays and objects: grow until it fits */
-		}
-	}
-	return rc ? rc : aps_buf_append(out, "]", 1);
-}
-
-/* Prep thread: a BATCH's rows, keys, hashes and texts, from its tree. */
-static int prepare_batch(struct ingest *in, struct ingest_prep *p, char *why, size_t whylen)
-{
-	const cJSON *vals[APSYNC_MAX_COLUMNS], *after;
-	struct aps_batch_iter iter;
-	struct aps_batch *b = &p->b;
-	size_t *offs;
-	const char *prev;
-	int status_col = -1, modified_col = -1, i, rc;
-
-	rc = aps_batch_parse(p->f.body, b, why, whylen);
+	rc = batch_scan(&in->scanner, &p->arena, text, p->f.body_len, &br, &p->text, why, whylen);
+	p->f.body = br.head; /* lives in the arena */
 	if (rc)
 		return rc;
+	p->b = br.b;
+	p->rows = br.rows;
+	p->n = br.b.nrows;
+	p->checksum = br.checksum;
 	/* A full read names the key its batch starts after: the batch then covers
 	 * a whole key range, and keys missing from it were deleted in the ERP. */
-	after = cJSON_GetObjectItemCaseSensitive(p->f.body, "after");
+	after = cJSON_GetObjectItemCaseSensitive(br.head, "after");
 	p->ranged = after != NULL;
 	if (p->ranged && !(cJSON_IsNull(after) || cJSON_IsString(after))) {
 		WHY("BATCH \"after\" is a key or null");
 		return APS_ERR_MESSAGE;
 	}
 	p->after = p->ranged && cJSON_IsString(after) ? after->valuestring : NULL;
-	for (i = 0; i < b->ncols; i++) {
-		if (!strcmp(b->cols[i], "status"))
-			status_col = i;
-		else if (!strcmp(b->cols[i], "modified_at"))
-			modified_col = i;
-	}
-	p->rows = aps_arena_alloc(&p->arena, (size_t)b->nrows * sizeof(*p->rows));
-	offs = aps_arena_alloc(&p->arena, (size_t)b->nrows * sizeof(*offs));
-	if (!p->rows || !offs || aps_buf_reserve(&p->text, 65536))
-		return APS_ERR_NOMEM;
 	prev = p->after;
-	aps_batch_iter_init(&iter, b);
-	while (aps_batch_iter_next(&iter, vals)) {
-		struct store_row *r = &p->rows[p->n];
-
-		memset(r, 0, sizeof(*r));
-		r->key = vals[b->key_col]->valuestring;
-		if (p->ranged && prev && strcmp(prev, r->key) >= 0) {
+	for (i = 0; p->ranged && i < p->n; i++) {
+		if (prev && strcmp(prev, p->rows[i].key) >= 0) {
 			WHY("BATCH of a full read: key \"%.60s\" does not follow \"%.60s\" in "
 			    "byte order",
-			    r->key, prev);
+			    p->rows[i].key, prev);
 			return APS_ERR_MESSAGE;
 		}
-		prev = r->key;
-		r->hash = aps_row_hash(&in->hasher, vals, b->ncols);
-		r->status = status_col >= 0 && cJSON_IsString(vals[status_col])
-				    ? vals[status_col]->valuestring
-				    : NULL;
-		r->modified = modified_col >= 0 && cJSON_IsString(vals[modified_col])
-				      ? vals[modified_col]->valuestring
-				      : NULL;
-		offs[p->n] = p->text.len;
-		rc = row_json(&p->text, b, vals);
-		if (rc)
-			return rc;
-		r->data_len = p->text.len - offs[p->n];
-		p->checksum += r->hash;
-		p->n++;
+		prev = p->rows[i].key;
 	}
-	/* The rows' texts live in one buffer that may have moved while growing. */
-	for (i = 0; i < p->n; i++)
-		p->rows[i].data = (const char *)p->text.data + offs[i];
-	p->cols = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(p->f.body, "cols"));
+	p->cols = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(br.head, "cols"));
 	return p->cols ? APS_OK : APS_ERR_NOMEM;
 }
 
@@ -582,9 +537,48 @@ static void prep_free(struct ingest_prep *p)
 	free(p);
 }
 
-static void item_free(struct ingest_item *it)
+/* Keeps a prep for reuse, emptied, or frees it. */
+static void prep_put(struct ingest *in, struct ingest_prep *p)
 {
-	prep_free(it->prep);
+	struct aps_arena arena;
+	struct aps_buf text;
+	int kept = 0;
+
+	if (!p)
+		return;
+	if (p->text.cap <= PREP_KEEP) {
+		arena = p->arena;
+		text = p->text;
+		aps_arena_reset(&arena);
+		text.len = 0;
+		memset(p, 0, sizeof(*p));
+		p->arena = arena;
+		p->text = text;
+		pthread_mutex_lock(&in->mu);
+		if (in->npool < PREP_POOL) {
+			in->pool[in->npool++] = p;
+			kept = 1;
+		}
+		pthread_mutex_unlock(&in->mu);
+	}
+	if (!kept)
+		prep_free(p);
+}
+
+static struct ingest_prep *prep_get(struct ingest *in)
+{
+	struct ingest_prep *p = NULL;
+
+	pthread_mutex_lock(&in->mu);
+	if (in->npool)
+		p = in->pool[--in->npool];
+	pthread_mutex_unlock(&in->mu);
+	return p ? p : calloc(1, sizeof(*p));
+}
+
+static void item_free(struct ingest *in, struct ingest_item *it)
+{
+	prep_put(in, it->prep);
 	aps_buf_free(&it->raw);
 	free(it);
 }
@@ -592,15 +586,28 @@ static void item_free(struct ingest_item *it)
 /* Prep thread: decodes one frame into its own arena. */
 static struct ingest_prep *prepare(struct ingest *in, const struct ingest_item *it)
 {
-	struct ingest_prep *p = calloc(1, sizeof(*p));
+	struct ingest_prep *p = prep_get(in);
+	int rc;
 
 	if (!p)
 		return NULL;
 	aps_arena_use(&p->arena);
-	p->rc = aps_frame_decode(&in->codec, it->raw.data, it->raw.len, &p->f, p->why,
-				 sizeof(p->why));
-	if (!p->rc && p->f.type == APSYNC_MSG_BATCH)
-		p->batch_rc = prepare_batch(in, p, p->why, sizeof(p->why));
+	if (it->type == APSYNC_MSG_BATCH) {
+		const char *text = NULL;
+
+		p->rc = aps_frame_decode_text(&in->codec, it->raw.data, it->raw.len, &p->f, &text,
+					      p->why, sizeof(p->why));
+		if (!p->rc) {
+			rc = prepare_batch(in, p, text, p->why, sizeof(p->why));
+			if (rc == APS_ERR_JSON)
+				p->rc = rc; /* not one JSON object: a frame error, as for any type */
+			else
+				p->batch_rc = rc;
+		}
+	} else {
+		p->rc = aps_frame_decode(&in->codec, it->raw.data, it->raw.len, &p->f, p->why,
+					 sizeof(p->why));
+	}
 	aps_arena_use(NULL);
 	return p;
 }
@@ -720,7 +727,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&in->mu);
 		while (group) {
 			it = group->next;
-			item_free(group);
+			item_free(in, group);
 			group = it;
 		}
 		lws_cancel_service(in->b->ctx);
@@ -744,10 +751,10 @@ int ingest__start(struct broker *b, struct ingest **out, char *err, size_t errle
 	if (!rc)
 		rc = store_open(b->opts->data, &in->ckpt_store, err, errlen);
 	if (!rc)
-		rc = store_checkpoints_elsewhere(in->store);
+		rc = store_writer_setup(in->store);
 	if (rc)
 		goto fail;
-	if (aps_hasher_init(&in->hasher)) {
+	if (batch_scanner_init(&in->scanner)) {
 		rc = APS_ERR_NOMEM;
 		goto fail;
 	}
@@ -799,7 +806,7 @@ void ingest__stop(struct ingest *in)
 		struct ingest_item *it = in->head;
 
 		in->head = it->next;
-		item_free(it);
+		item_free(in, it);
 	}
 	while ((d = in->done_head)) {
 		in->done_head = d->next;
@@ -807,8 +814,10 @@ void ingest__stop(struct ingest *in)
 	}
 	store_close(in->store);
 	store_close(in->ckpt_store);
+	while (in->npool)
+		prep_free(in->pool[--in->npool]);
 	aps_codec_free(&in->codec);
-	aps_hasher_free(&in->hasher);
+	batch_scanner_free(&in->scanner);
 	free(in->rx);
 	pthread_mutex_destroy(&in->mu);
 	pthread_cond_destroy(&in->cv);

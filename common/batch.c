@@ -133,21 +133,75 @@ int aps_batch_iter_next(struct aps_batch_iter *it, const cJSON **vals)
 	return 1;
 }
 
+/* Eight bytes at a time: nonzero if any of them is a control character, '"'
+ * or '\\' (bytes from 0x80 on pass as they are). A borrow can only flag a
+ * byte above one that is flagged rightly, so the answer is exact. */
+#define APS_ONES8 0x0101010101010101ULL
+static inline uint64_t json_special8(uint64_t w)
+{
+	return ((w - APS_ONES8 * 0x20) | ((w ^ APS_ONES8 * '"') - APS_ONES8) |
+		((w ^ APS_ONES8 * '\\') - APS_ONES8)) &
+	       ~w & (APS_ONES8 * 0x80);
+}
+
+/*
+ * Writes exactly what cJSON's printer writes for a string (the broker stores
+ * and compares that text): '"' and '\\' and the control characters escaped,
+ * \b \f \n \r \t by name and the others as \u00xx, every other byte as it
+ * is. Done here in one pass, eight plain bytes at a time: through cJSON it
+ * was a tenth of the agent's CPU per row (a cJSON item per value, two scans
+ * and a strlen of the output).
+ */
 int aps_json_string(struct aps_buf *out, const char *s)
 {
-	cJSON item;
+	static const char hex[] = "0123456789abcdef";
 	size_t n = strlen(s);
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	unsigned char c;
+	uint64_t w;
+	uint8_t *o;
 	int rc = aps_buf_reserve(out, n * 6 + 3);
 
 	if (rc)
 		return rc;
-	memset(&item, 0, sizeof(item));
-	item.type = cJSON_String;
-	item.valuestring = (char *)s;
-	if (!cJSON_PrintPreallocated(&item, (char *)out->data + out->len,
-				     (int)(out->cap - out->len), 0))
-		return APS_ERR_NOMEM;
-	out->len += strlen((char *)out->data + out->len);
+	o = out->data + out->len;
+	*o++ = '"';
+	while (p < end) {
+		while (end - p >= 8) {
+			memcpy(&w, p, 8);
+			if (json_special8(w))
+				break;
+			memcpy(o, &w, 8);
+			o += 8;
+			p += 8;
+		}
+		if (p == end)
+			break;
+		c = *p++;
+		if (c > 31 && c != '"' && c != '\\') {
+			*o++ = c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = (uint8_t)hex[c >> 4];
+			*o++ = (uint8_t)hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	*o = '\0'; /* as cJSON left it: reserved above */
+	out->len = (size_t)(o - out->data);
 	return APS_OK;
 }
 

@@ -339,12 +339,12 @@ int aps_frame_peek(const struct aps_limits *lim, const uint8_t *buf, size_t len,
 	return APS_OK;
 }
 
-int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct aps_frame *out,
-		     char *why, size_t whylen)
+int aps_frame_decode_text(struct aps_codec *c, const uint8_t *buf, size_t len,
+			  struct aps_frame *out, const char **body_text, char *why, size_t whylen)
 {
 	const struct aps_limits *lim = &c->lim;
 	const uint8_t *payload;
-	const char *text, *end = NULL;
+	const char *text;
 	size_t plen;
 	int rc;
 
@@ -373,6 +373,18 @@ int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct
 			WHY("body is not valid UTF-8 JSON");
 		return rc;
 	}
+	*body_text = text;
+	return APS_OK;
+}
+
+int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct aps_frame *out,
+		     char *why, size_t whylen)
+{
+	const char *text, *end = NULL;
+	int rc = aps_frame_decode_text(c, buf, len, out, &text, why, whylen);
+
+	if (rc)
+		return rc;
 	out->body = cJSON_ParseWithLengthOpts(text, out->body_len, &end, 0);
 	if (out->body && end)
 		while (end < text + out->body_len && strchr(" \t\r\n", *end))

@@ -79,6 +79,15 @@ int aps_frame_peek(const struct aps_limits *lim, const uint8_t *buf, size_t len,
 int aps_frame_decode(struct aps_codec *c, const uint8_t *buf, size_t len, struct aps_frame *out,
 		     char *why, size_t whylen);
 void aps_frame_clear(struct aps_frame *f);
+/*
+ * The same checks, up to and including the UTF-8 and nesting check of the
+ * body, without parsing it: *body_text is the body (out->body_len bytes, not
+ * NUL-terminated), valid until the codec's next call or until buf goes. For
+ * a receiver that reads a large body with its own parser (the broker's
+ * BATCH scanner); out->body stays NULL.
+ */
+int aps_frame_decode_text(struct aps_codec *c, const uint8_t *buf, size_t len,
+			  struct aps_frame *out, const char **body_text, char *why, size_t whylen);
 
 /*
  * Appends one frame to `out`: header and the JSON text `json` as body. With

@@ -13,7 +13,12 @@ Prints rows/s, the ratio to the baseline, bytes per row on the wire (the TCP
 socket's own byte count, TLS and WebSocket framing included), each process's
 peak memory, and the partial sync's time and rows read; then checks them
 against the targets. APSYNC_BENCH_ROWS (default 1,000,000) sets the size;
-APSYNC_BENCH_AGENT adds agent options (e.g. "--batch-rows 2000").
+APSYNC_BENCH_AGENT adds agent options (e.g. "--batch-rows 2000");
+APSYNC_BENCH_ERP=FILE keeps the generated demo ERP in FILE and reuses it on the
+next run of the same size (each run works on a copy, so the partial sync's
+changes never accumulate): repeated A/B runs skip the generation.
+APSYNC_BENCH_PERF=FILE records the full sync of both processes with
+`perf record -g` into FILE (the figures of such a run are not comparable).
 """
 import os
 import random
@@ -46,6 +51,25 @@ def thread_cpu(pid):
             fields = f.read().rsplit(")", 1)[1].split()
         out[tid] = (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def run_wait(pid):
+    """Seconds the process's threads waited for a CPU while runnable."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
+def machine_busy():
+    """CPU seconds the whole machine spent busy (every process), /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_delta(before, after):
@@ -94,9 +118,20 @@ def main():
         print("apsync benchmark: %d vendor rows (machine: %d cores)" % (ROWS, os.cpu_count()))
         t0 = time.time()
         erp = os.path.join(tmp, "erp.db")
-        run([AGENT, "demo-erp", "--out", erp, "--rows", str(ROWS)], timeout=1200)
-        print("  demo ERP generated in %.1f s (%.0f MB)" % (time.time() - t0,
-                                                            os.path.getsize(erp) / 1e6))
+        keep = os.environ.get("APSYNC_BENCH_ERP")
+        kept = keep and os.path.exists(keep) and os.path.exists(keep + ".rows") and \
+            open(keep + ".rows").read().strip() == str(ROWS)
+        if kept:
+            shutil.copyfile(keep, erp)
+            print("  demo ERP reused from %s (%.0f MB)" % (keep, os.path.getsize(erp) / 1e6))
+        else:
+            run([AGENT, "demo-erp", "--out", erp, "--rows", str(ROWS)], timeout=1200)
+            print("  demo ERP generated in %.1f s (%.0f MB)" % (time.time() - t0,
+                                                                os.path.getsize(erp) / 1e6))
+            if keep:
+                shutil.copyfile(erp, keep)
+                with open(keep + ".rows", "w") as f:
+                    f.write(str(ROWS))
 
         n, dt = baseline(erp, tmp)
         base = n / dt
@@ -114,10 +149,23 @@ def main():
         blue = case.entity("BLUE")
         sent0 = bytes_sent(agent.proc.p.pid)
         acpu0, bcpu0 = thread_cpu(agent.proc.p.pid), thread_cpu(broker.proc.p.pid)
+        wait0 = run_wait(agent.proc.p.pid) + run_wait(broker.proc.p.pid)
+        busy0 = machine_busy()
+        perf = None
+        if os.environ.get("APSYNC_BENCH_PERF"):
+            perf = subprocess.Popen(["perf", "record", "-g", "-q", "-o",
+                                     os.environ["APSYNC_BENCH_PERF"], "-p", "%d,%d" % (
+                                         agent.proc.p.pid, broker.proc.p.pid)])
+            time.sleep(1)
         t0 = time.time()
         job = case.sync(blue["id"], lists=["vendors"])
         job = case.wait_job(job["id"], 1800)
         wall = time.time() - t0
+        busy = machine_busy() - busy0
+        wait = run_wait(agent.proc.p.pid) + run_wait(broker.proc.p.pid) - wait0
+        if perf:
+            perf.send_signal(2)
+            perf.wait(60)
         sent = bytes_sent(agent.proc.p.pid) - sent0
         acpu = cpu_delta(acpu0, thread_cpu(agent.proc.p.pid))
         bcpu = cpu_delta(bcpu0, thread_cpu(broker.proc.p.pid))
@@ -131,6 +179,10 @@ def main():
         print("  CPU per row:                 agent %s, broker %s (microseconds, by thread)"
               % ("+".join("%.1f" % (c * 1e6 / n) for c in acpu if c),
                  "+".join("%.1f" % (c * 1e6 / n) for c in bcpu if c)))
+        # The machine may be shared: what others took shows in these two.
+        print("  CPU meanwhile:               ours %.1f s, other processes %.1f s; ours "
+              "waited %.1f s for a CPU" % (sum(acpu) + sum(bcpu),
+                                           max(0.0, busy - sum(acpu) - sum(bcpu)), wait))
         amb, bmb = peak_mb(agent.proc.p.pid), peak_mb(broker.proc.p.pid)
         print("  peak memory:                 agent %.1f MB, broker %.1f MB" % (amb, bmb))
 

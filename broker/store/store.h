@@ -26,9 +26,11 @@ int store_open(const char *data_dir, struct store **out, char *err, size_t errle
 void store_close(struct store *s);
 
 /* Checkpoints of the write-ahead log: the writer's connection stops making
- * them inside its commits; another connection makes them (PASSIVE: never
- * waiting for the writer) and tells the log's size and what it copied. */
-int store_checkpoints_elsewhere(struct store *s);
+ * them inside its commits (store_writer_setup(), which also keeps its
+ * savepoints' undo records in memory); another connection makes them
+ * (PASSIVE: never waiting for the writer) and tells the log's size and what
+ * it copied. */
+int store_writer_setup(struct store *s);
 int store_checkpoint(struct store *s, int *wal_pages, int *copied);
 
 /* Transactions (for the ingest writer, which applies many messages in one). */
