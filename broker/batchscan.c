@@ -588,70 +588,14 @@ static int scan_body(struct scan *sc, cJSON *head)
 static int check_rules(struct scan *sc, cJSON *head, struct aps_batch *b, char *why,
 		       size_t whylen)
 {
-	const cJSON *job, *list, *key, *rows, *cols, *it;
 	const struct bscan_span *sp;
 	const struct bscan_aux *a;
 	size_t klen;
-	int i, j;
+	int i, j, rc;
 
-	memset(b, 0, sizeof(*b));
-	b->key_col = -1;
-	job = cJSON_GetObjectItemCaseSensitive(head, "job");
-	list = cJSON_GetObjectItemCaseSensitive(head, "list");
-	key = cJSON_GetObjectItemCaseSensitive(head, "key");
-	rows = cJSON_GetObjectItemCaseSensitive(head, "rows");
-	cols = cJSON_GetObjectItemCaseSensitive(head, "cols");
-	if (!cJSON_IsNumber(job) || job->valuedouble < 1 || job->valuedouble > 9007199254740991.0) {
-		WHY("BATCH needs a positive integer \"job\"");
-		return APS_ERR_MESSAGE;
-	}
-	b->job = (int64_t)job->valuedouble;
-	if (!cJSON_IsString(list) || !aps_name_valid(list->valuestring)) {
-		WHY("BATCH needs a \"list\" name of [a-z0-9_]");
-		return APS_ERR_MESSAGE;
-	}
-	b->list = list->valuestring;
-	if (!cJSON_IsNumber(rows) || rows->valuedouble < 1 ||
-	    rows->valuedouble > APSYNC_MAX_BATCH_ROWS) {
-		WHY("BATCH \"rows\" must be 1..%u", APSYNC_MAX_BATCH_ROWS);
-		return APS_ERR_MESSAGE;
-	}
-	b->nrows = (int)rows->valuedouble;
-	if (!cJSON_IsArray(cols) || !sc->data_array) {
-		WHY("BATCH needs \"cols\" and \"data\" arrays");
-		return APS_ERR_MESSAGE;
-	}
-	b->ncols = cJSON_GetArraySize(cols);
-	if (b->ncols < 1 || b->ncols > (int)APSYNC_MAX_COLUMNS || sc->ncols_data != b->ncols) {
-		WHY("BATCH has %d columns and %d data arrays (1..%u, equal)", b->ncols,
-		    sc->ncols_data, APSYNC_MAX_COLUMNS);
-		return APS_ERR_MESSAGE;
-	}
-	if (!cJSON_IsString(key)) {
-		WHY("BATCH needs a \"key\" column name");
-		return APS_ERR_MESSAGE;
-	}
-	b->key = key->valuestring;
-	i = 0;
-	cJSON_ArrayForEach(it, cols) {
-		if (!cJSON_IsString(it) || !aps_name_valid(it->valuestring)) {
-			WHY("BATCH column %d is not a name of [a-z0-9_]", i);
-			return APS_ERR_MESSAGE;
-		}
-		for (j = 0; j < i; j++)
-			if (!strcmp(b->cols[j], it->valuestring)) {
-				WHY("BATCH column \"%s\" appears twice", it->valuestring);
-				return APS_ERR_MESSAGE;
-			}
-		b->cols[i] = it->valuestring;
-		if (!strcmp(it->valuestring, b->key))
-			b->key_col = i;
-		i++;
-	}
-	if (b->key_col < 0) {
-		WHY("BATCH key column \"%s\" is not among its columns", b->key);
-		return APS_ERR_MESSAGE;
-	}
+	rc = aps_batch_head(head, sc->data_array ? sc->ncols_data : -1, b, why, whylen);
+	if (rc)
+		return rc;
 	for (i = 0; i < b->ncols; i++)
 		if (sc->col_n[i] != b->nrows) {
 			WHY("BATCH column \"%s\" does not hold %d values", b->cols[i], b->nrows);

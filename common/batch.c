@@ -24,9 +24,9 @@ int aps_name_valid(const char *s)
 	return n > 0 && n <= APSYNC_MAX_NAME_LEN;
 }
 
-int aps_batch_parse(const cJSON *body, struct aps_batch *b, char *why, size_t whylen)
+int aps_batch_head(const cJSON *body, int ndata, struct aps_batch *b, char *why, size_t whylen)
 {
-	const cJSON *job, *list, *key, *rows, *cols, *data, *it, *v;
+	const cJSON *job, *list, *key, *rows, *cols, *it;
 	int i, j;
 
 	memset(b, 0, sizeof(*b));
@@ -36,7 +36,6 @@ int aps_batch_parse(const cJSON *body, struct aps_batch *b, char *why, size_t wh
 	key = cJSON_GetObjectItemCaseSensitive(body, "key");
 	rows = cJSON_GetObjectItemCaseSensitive(body, "rows");
 	cols = cJSON_GetObjectItemCaseSensitive(body, "cols");
-	data = cJSON_GetObjectItemCaseSensitive(body, "data");
 	if (!cJSON_IsNumber(job) || job->valuedouble < 1 || job->valuedouble > 9007199254740991.0) {
 		WHY("BATCH needs a positive integer \"job\"");
 		return APS_ERR_MESSAGE;
@@ -53,15 +52,14 @@ int aps_batch_parse(const cJSON *body, struct aps_batch *b, char *why, size_t wh
 		return APS_ERR_MESSAGE;
 	}
 	b->nrows = (int)rows->valuedouble;
-	if (!cJSON_IsArray(cols) || !cJSON_IsArray(data)) {
+	if (!cJSON_IsArray(cols) || ndata < 0) {
 		WHY("BATCH needs \"cols\" and \"data\" arrays");
 		return APS_ERR_MESSAGE;
 	}
 	b->ncols = cJSON_GetArraySize(cols);
-	if (b->ncols < 1 || b->ncols > (int)APSYNC_MAX_COLUMNS ||
-	    cJSON_GetArraySize(data) != b->ncols) {
-		WHY("BATCH has %d columns and %d data arrays (1..%u, equal)", b->ncols,
-		    cJSON_GetArraySize(data), APSYNC_MAX_COLUMNS);
+	if (b->ncols < 1 || b->ncols > (int)APSYNC_MAX_COLUMNS || ndata != b->ncols) {
+		WHY("BATCH has %d columns and %d data arrays (1..%u, equal)", b->ncols, ndata,
+		    APSYNC_MAX_COLUMNS);
 		return APS_ERR_MESSAGE;
 	}
 	if (!cJSON_IsString(key)) {
@@ -89,6 +87,18 @@ int aps_batch_parse(const cJSON *body, struct aps_batch *b, char *why, size_t wh
 		WHY("BATCH key column \"%s\" is not among its columns", b->key);
 		return APS_ERR_MESSAGE;
 	}
+	return APS_OK;
+}
+
+int aps_batch_parse(const cJSON *body, struct aps_batch *b, char *why, size_t whylen)
+{
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(body, "data"), *it, *v;
+	int i, j, rc;
+
+	rc = aps_batch_head(body, cJSON_IsArray(data) ? cJSON_GetArraySize(data) : -1, b, why,
+			    whylen);
+	if (rc)
+		return rc;
 	i = 0;
 	cJSON_ArrayForEach(it, data) {
 		if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != b->nrows) {

@@ -32,6 +32,10 @@ struct aps_batch {
 
 /* Validates a BATCH body; the result borrows from `body`. */
 int aps_batch_parse(const cJSON *body, struct aps_batch *b, char *why, size_t whylen);
+/* The rules of its members but "data", of which a reader found ndata column
+ * arrays (-1: no "data" array); b->data is left empty. For readers that read
+ * "data" their own way (the broker's batchscan.c). */
+int aps_batch_head(const cJSON *body, int ndata, struct aps_batch *b, char *why, size_t whylen);
 
 /* Walks the rows of a parsed batch: vals[c] is row i's value in column c. */
 struct aps_batch_iter {
