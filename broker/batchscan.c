@@ -102,6 +102,16 @@ static void skip_ws(struct scan *sc)
 		sc->pos++;
 }
 
+/* After a value of an array or object: 1 past a ',' (another value
+ * follows), 0 past the closing character, -1 at anything else. */
+static int after_value(struct scan *sc, char close)
+{
+	skip_ws(sc);
+	if (sc->pos < sc->n && (sc->s[sc->pos] == ',' || sc->s[sc->pos] == close))
+		return sc->s[sc->pos++] == ',';
+	return -1;
+}
+
 static int hexval(char c)
 {
 	return c >= '0' && c <= '9'   ? c - '0'
@@ -409,7 +419,7 @@ static int add_span(struct batch_scanner *bs, const struct bscan_span *sp)
 static int scan_data(struct scan *sc, int keep)
 {
 	struct bscan_span sp;
-	int col, n, record, rc;
+	int col, n, record, rc, k;
 
 	if (keep)
 		sc->data_seen = 1;
@@ -452,15 +462,11 @@ static int scan_data(struct scan *sc, int keep)
 					if (kept && (rc = add_span(sc->bs, &sp)))
 						return rc;
 					n++;
-					skip_ws(sc);
-					if (sc->pos < sc->n && sc->s[sc->pos] == ',') {
-						sc->pos++;
+					k = after_value(sc, ']');
+					if (k > 0)
 						continue;
-					}
-					if (sc->pos < sc->n && sc->s[sc->pos] == ']') {
-						sc->pos++;
+					if (!k)
 						break;
-					}
 					return syntax(sc, "expected ',' or ']' in a column");
 				}
 			}
@@ -473,15 +479,11 @@ static int scan_data(struct scan *sc, int keep)
 			if (record)
 				sc->col_n[col] = -1;
 		}
-		skip_ws(sc);
-		if (sc->pos < sc->n && sc->s[sc->pos] == ',') {
-			sc->pos++;
+		k = after_value(sc, ']');
+		if (k > 0)
 			continue;
-		}
-		if (sc->pos < sc->n && sc->s[sc->pos] == ']') {
-			sc->pos++;
+		if (!k)
 			return APS_OK;
-		}
 		return syntax(sc, "expected ',' or ']' in \"data\"");
 	}
 }
@@ -506,7 +508,7 @@ static int scan_body(struct scan *sc, cJSON *head)
 	size_t off, len, mark;
 	const char *name, *end;
 	cJSON *v;
-	int esc, rc, known;
+	int esc, rc, known, k;
 
 	skip_ws(sc);
 	if (sc->pos >= sc->n || sc->s[sc->pos] != '{')
@@ -563,15 +565,11 @@ static int scan_body(struct scan *sc, cJSON *head)
 					cJSON_Delete(v); /* made outside the arena: freed */
 				dec->len = mark;
 			}
-			skip_ws(sc);
-			if (sc->pos < sc->n && sc->s[sc->pos] == ',') {
-				sc->pos++;
+			k = after_value(sc, '}');
+			if (k > 0)
 				continue;
-			}
-			if (sc->pos < sc->n && sc->s[sc->pos] == '}') {
-				sc->pos++;
+			if (!k)
 				break;
-			}
 			return syntax(sc, "expected ',' or '}'");
 		}
 	}
