@@ -251,29 +251,35 @@ out:
 	return rc;
 }
 
+int aps_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	ssize_t n;
+
+	while (len) {
+		n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int aps_write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
 	char tmp[4096];
-	const char *p = data;
 	int fd, rc = APS_ERR_IO;
-	ssize_t n;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return APS_ERR_RANGE;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return APS_ERR_IO;
-	if (aps_file_private(fd, (int)mode))
+	if (aps_file_private(fd, (int)mode) || aps_write_all(fd, data, len))
 		goto out;
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			goto out;
-		p += n;
-		len -= (size_t)n;
-	}
 	if (aps_file_sync(fd))
 		goto out;
 	rc = APS_OK;

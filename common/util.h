@@ -52,6 +52,9 @@ int aps_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 /* Reads a whole file of at most `max` bytes; *out is NUL-terminated and owned
  * by the caller. */
 int aps_read_file(const char *path, size_t max, char **out, size_t *len);
+/* Writes all of p to fd, again after EINTR or a short write; -1 with errno
+ * set on failure. */
+int aps_write_all(int fd, const void *p, size_t len);
 /* Writes via a temporary file and rename, with the given mode. */
 int aps_write_file(const char *path, const void *data, size_t len, mode_t mode);
 int aps_mkdir_p(const char *path, mode_t mode);

@@ -1346,22 +1346,6 @@ static int io_fail(const char *doing, const char *path, int e, char *err, size_t
 	return APS_ERR_IO;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	ssize_t n;
-
-	while (len) {
-		n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Puts the file in place under its name unless one is there already, which
  * it never replaces. *existed: a file of that name was there. */
 static int publish(const char *tmp, const char *path, int *existed, char *err, size_t errlen)
@@ -1393,7 +1377,7 @@ static int write_new(const char *dir, const char *name, const struct aps_buf *b,
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (fd < 0)
 		return io_fail("create", tmp, errno, err, errlen);
-	bad = write_all(fd, b->data, b->len) || aps_file_sync(fd);
+	bad = aps_write_all(fd, b->data, b->len) || aps_file_sync(fd);
 	e = errno;
 	if (close(fd) && !bad) {
 		bad = 1;
