@@ -126,6 +126,8 @@ typedef void (*api_fn)(struct http_req *r, const int64_t *params);
 void http__reply_json(struct http_req *r, unsigned int status, cJSON *body);
 void http__reply_error(struct http_req *r, unsigned int status, const char *code,
 		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 200 with {name: list}, or 503 when the store gave no list (NULL). */
+void http__reply_list(struct http_req *r, const char *name, cJSON *list);
 /* The request body as a JSON object, or NULL after replying 400. */
 cJSON *http__body_json(struct http_req *r);
 /* A query argument ("entity"), copied into buf; NULL if absent. */

@@ -147,6 +147,19 @@ static void http_send(struct http_req *r, unsigned int status)
 	lws_callback_on_writable(r->wsi);
 }
 
+void http__reply_list(struct http_req *r, const char *name, cJSON *list)
+{
+	cJSON *o;
+
+	if (!list) {
+		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
+		return;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddItemToObject(o, name, list);
+	http__reply_json(r, 200, o);
+}
+
 void http__reply_json(struct http_req *r, unsigned int status, cJSON *body)
 {
 	char *text;

@@ -228,19 +228,13 @@ void api_session_end(struct http_req *r, const int64_t *p)
 
 void api_users_list(struct http_req *r, const int64_t *p)
 {
-	cJSON *list, *o;
+	cJSON *list;
 
 	(void)p;
 	if (!http__require_admin(r))
 		return;
 	list = store_users_list(r->b->store, r->user.tenant_id);
-	if (!list) {
-		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
-		return;
-	}
-	o = cJSON_CreateObject();
-	cJSON_AddItemToObject(o, "users", list);
-	http__reply_json(r, 200, o);
+	http__reply_list(r, "users", list);
 }
 
 /* Sets a password from a request body; replies on failure. */

@@ -331,7 +331,7 @@ void api_syncs_list(struct http_req *r, const int64_t *p)
 	char buf[32];
 	const char *v;
 	int64_t entity = 0, limit = 10;
-	cJSON *list, *o;
+	cJSON *list;
 
 	v = http__query(r, "entity", buf, sizeof(buf));
 	if (v && aps_parse_i64(v, 1, INT64_MAX, &entity)) {
@@ -344,11 +344,5 @@ void api_syncs_list(struct http_req *r, const int64_t *p)
 		return;
 	}
 	list = store_jobs_list(r->b->store, r->user.tenant_id, entity, (int)limit);
-	if (!list) {
-		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
-		return;
-	}
-	o = cJSON_CreateObject();
-	cJSON_AddItemToObject(o, "syncs", list);
-	http__reply_json(r, 200, o);
+	http__reply_list(r, "syncs", list);
 }

@@ -10,15 +10,9 @@
 
 void api_synctools_list(struct http_req *r, const int64_t *p)
 {
-	cJSON *list = store_synctools_list(r->b->store, r->user.tenant_id), *o;
+	cJSON *list = store_synctools_list(r->b->store, r->user.tenant_id);
 
-	if (!list) {
-		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
-		return;
-	}
-	o = cJSON_CreateObject();
-	cJSON_AddItemToObject(o, "synctools", list);
-	http__reply_json(r, 200, o);
+	http__reply_list(r, "synctools", list);
 }
 
 static int synctool_name_ok(const char *name)
@@ -123,15 +117,9 @@ void api_synctools_revoke(struct http_req *r, const int64_t *p)
 
 void api_entities_list(struct http_req *r, const int64_t *p)
 {
-	cJSON *list = store_entities_list(r->b->store, r->user.tenant_id), *o;
+	cJSON *list = store_entities_list(r->b->store, r->user.tenant_id);
 
-	if (!list) {
-		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
-		return;
-	}
-	o = cJSON_CreateObject();
-	cJSON_AddItemToObject(o, "entities", list);
-	http__reply_json(r, 200, o);
+	http__reply_list(r, "entities", list);
 }
 
 void api_entity_get(struct http_req *r, const int64_t *p)
@@ -161,15 +149,9 @@ void api_entity_lists(struct http_req *r, const int64_t *p)
 
 void api_overview(struct http_req *r, const int64_t *p)
 {
-	cJSON *list = store_overview(r->b->store, r->user.tenant_id), *o;
+	cJSON *list = store_overview(r->b->store, r->user.tenant_id);
 
-	if (!list) {
-		http__reply_error(r, 503, "unavailable", "the broker's store failed; try again");
-		return;
-	}
-	o = cJSON_CreateObject();
-	cJSON_AddItemToObject(o, "overview", list);
-	http__reply_json(r, 200, o);
+	http__reply_list(r, "overview", list);
 }
 
 /* GET /api/v1/entities/ID/lists/LIST: the synced items, a page at a time. */
